@@ -1,0 +1,134 @@
+"""The `lsllm` command: train, eval and predict, with one-line errors instead of stack traces."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from lsllm.atomic import write_json_atomic
+from lsllm.config import TrainConfig, flag
+from lsllm.errors import LsllmError
+
+DESCRIPTION = """Label-supervised fine-tuning of decoder LLMs: a linear head on the final hidden states,
+LoRA on the backbone, cross-entropy on your labels. Causal attention (LS-LLaMA) or bidirectional
+(LS-unLLaMA), for text classification (--task sequence) or word tagging such as NER (--task token)."""
+
+TRAIN_EXAMPLE = """example:
+  lsllm train --model smollm2-135m --task token --train train.txt --dev valid.txt --test test.txt \\
+      --output runs/ner --attention bidirectional --epochs 1
+  Values can also come from --config run.yaml (keys are the flag names); flags override the file."""
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; defaults are left unset so we can tell what the user gave."""
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        options = {"help": f"{f.metadata['help']} (default: {default})", "default": None, "dest": f.name}
+        if "choices" in f.metadata:
+            options["choices"] = f.metadata["choices"]
+        kind = str(f.type)
+        if kind == "bool":
+            options["action"] = argparse.BooleanOptionalAction
+        elif kind.startswith("list"):
+            options.update(action="extend", nargs="+", metavar="NAME")
+        else:
+            options["type"] = {"int": int, "float": float}.get(kind.split(" |")[0], str)
+        parser.add_argument(f"--{flag(f.name)}", **options)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lsllm", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", help="fine-tune a model and write a run folder", description=DESCRIPTION,
+        epilog=TRAIN_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--config", help="YAML file of options (keys as the flag names); flags override it")
+    train.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    add_config_flags(train)
+
+    evaluate = commands.add_parser("eval", help="score a run on a labelled file and write the metrics")
+    evaluate.add_argument("run", help="run folder written by 'lsllm train'")
+    evaluate.add_argument("--data", required=True, help="labelled file in the run's format")
+    evaluate.add_argument("--output", help="metrics JSON to write (default: RUN/eval-<data name>.json)")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="examples per batch (default: 32)")
+
+    predict = commands.add_parser("predict", help="predict labels (or tags and entities) for new text")
+    predict.add_argument("run", help="run folder written by 'lsllm train'")
+    predict.add_argument("text", nargs="?", help="one text to predict (printed as JSON); or use --input")
+    predict.add_argument("--input", help="file of inputs: rows with the text field(s), or {'tokens': [...]}")
+    predict.add_argument("--output", help="JSON-lines file to write (default: print to the terminal)")
+    predict.add_argument("--batch-size", type=int, default=32, help="examples per batch (default: 32)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Dataclass defaults, then the YAML file, then the flags the user actually gave."""
+    values = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    values.update({name: value for name, value in given.items() if value is not None})
+    return TrainConfig.from_dict(values)
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from lsllm.training import train
+
+    result = train(config_from_args(args), resume=args.resume)
+    print(f"run saved to {result.run_dir}")
+
+
+def run_eval(args: argparse.Namespace) -> None:
+    from lsllm.inference import Classifier
+    from lsllm.metrics import format_metrics
+
+    classifier = Classifier.load(args.run)
+    metrics = classifier.evaluate(args.data, batch_size=args.batch_size, progress=True)
+    output = Path(args.output) if args.output else Path(args.run) / f"eval-{Path(args.data).stem}.json"
+    write_json_atomic(output, {"data": args.data, **metrics})
+    print(format_metrics(metrics))
+    print(f"metrics written to {output}")
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    from lsllm.inference import Classifier
+    from lsllm.predict_io import read_prediction_inputs, write_jsonl_atomic
+
+    if (args.text is None) == (args.input is None):
+        raise LsllmError("give either a text or --input FILE to 'lsllm predict'")
+    classifier = Classifier.load(args.run)
+    inputs = [args.text] if args.text is not None else read_prediction_inputs(classifier.data, args.input)
+    rows = classifier.predict(inputs, batch_size=args.batch_size, progress=args.input is not None)
+    if args.output:
+        write_jsonl_atomic(Path(args.output), rows)
+        print(f"{len(rows)} predictions written to {args.output}")
+    else:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(format="lsllm: %(levelname)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("lsllm").setLevel(logging.INFO)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    args = build_parser().parse_args(argv)
+    commands = {"train": run_train, "eval": run_eval, "predict": run_predict}
+    try:
+        commands[args.command](args)
+    except LsllmError as error:
+        print(f"lsllm: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lsllm: interrupted; a training run can continue with 'lsllm train --resume'", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""One dataclass for a training run: the command line, YAML config files and saved runs all read it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lsllm.atomic import write_text_atomic
+from lsllm.attention import ATTENTION_MODES
+from lsllm.errors import LsllmError
+from lsllm.pooling import POOLING_MODES
+
+TASKS = ("sequence", "token")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field carrying its command-line help text."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **extra})
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. Field names are the YAML keys; `--field-name` are the flags."""
+
+    model: str = _opt(None, "model: local Hugging Face folder, hub id, or built-in name (smollm2-135m)")
+    task: str = _opt(None, "what to predict: one label per text (sequence) or per word (token)", choices=TASKS)
+    train: str = _opt(None, "training data file (.jsonl .csv .tsv .parquet; CoNLL columns for token)")
+    dev: str = _opt(None, "development data: evaluated during training to pick the best checkpoint")
+    test: str | None = _opt(None, "test data: evaluated once at the end, never used for selection")
+    output: str = _opt(None, "run folder to write (created; reused with --resume)")
+    attention: str | None = _opt(
+        None,
+        "causal (LS-LLaMA) or bidirectional (LS-unLLaMA); default: causal for sequence, bidirectional for token",
+        choices=ATTENTION_MODES,
+    )
+    pooling: str = _opt("last", "how token states become one vector (sequence task)", choices=POOLING_MODES)
+    text_field: list[str] = _opt(["text"], "text column(s); repeat the flag to join several fields")
+    text_pair: bool = _opt(False, "encode exactly two text fields as a tokenizer pair instead of joining")
+    label_field: str = _opt("label", "label column (sequence task)")
+    tokens_field: str = _opt("tokens", "word-list field of JSONL token data")
+    tags_field: str = _opt("tags", "tag-list field of JSONL token data")
+    labels: list[str] | None = _opt(None, "the full label set in this order (default: from the training data)")
+    max_length: int = _opt(256, "longest input in tokens; longer inputs are truncated, with a warning")
+    lora_r: int = _opt(12, "LoRA rank")
+    lora_alpha: float = _opt(32.0, "LoRA scaling alpha")
+    lora_dropout: float = _opt(0.1, "dropout on the LoRA path")
+    lora_targets: list[str] | None = _opt(
+        None, "module names to adapt, e.g. q_proj v_proj (default: every linear layer of the backbone)"
+    )
+    epochs: float = _opt(3.0, "training epochs")
+    learning_rate: float = _opt(1e-4, "peak learning rate (linear decay)")
+    batch_size: int = _opt(8, "examples per device batch")
+    grad_accum: int = _opt(1, "batches accumulated per optimiser step")
+    warmup_ratio: float = _opt(0.0, "fraction of steps spent warming up the learning rate")
+    weight_decay: float = _opt(0.0, "AdamW weight decay")
+    eval_steps: int | None = _opt(None, "evaluate on dev every N steps (default: once per epoch)")
+    logging_steps: int = _opt(10, "log the training loss every N steps")
+    save_total_limit: int = _opt(2, "checkpoints kept on disk besides the best one")
+    seed: int = _opt(42, "random seed for initialisation and data order")
+    precision: str = _opt("fp32", "number format for training: fp32, bf16 (autocast), or auto", choices=PRECISIONS)
+    attn_implementation: str | None = _opt(None, "transformers attention backend: eager or sdpa (default: its choice)")
+    trust_remote_code: bool = _opt(False, "allow model code from the model folder/hub (off unless you ask)")
+
+    def __post_init__(self) -> None:
+        if self.attention is None and self.task in TASKS:
+            self.attention = "bidirectional" if self.task == "token" else "causal"
+
+    def validate(self, required: tuple[str, ...] = ("model", "task", "train", "dev", "output")) -> TrainConfig:
+        """Check values a user can get wrong, with messages that say which flag to fix."""
+        for name in required:
+            if getattr(self, name) in (None, ""):
+                raise LsllmError(f"missing --{flag(name)}; give it on the command line or as '{name}:' in --config")
+        for name in ("task", "attention", "pooling", "precision"):
+            choices = field_choices(name)
+            if getattr(self, name) not in choices:
+                raise LsllmError(f"--{flag(name)} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+        for name in ("max_length", "lora_r", "batch_size", "grad_accum", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise LsllmError(f"--{flag(name)} must be at least 1, not {getattr(self, name)}")
+        if self.text_pair and len(self.text_field) != 2:
+            raise LsllmError("--text-pair needs exactly two --text-field flags")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {key.replace("-", "_"): value for key, value in values.items()}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise LsllmError(f"unknown key(s) in {source}: {', '.join(unknown)}; see 'lsllm train --help' for names")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise LsllmError(f"config file not found: {path}; check the --config path") from None
+        except (OSError, yaml.YAMLError) as error:
+            reason = str(error).splitlines()[0]
+            raise LsllmError(f"cannot read config file {path}: {reason}; fix the YAML") from None
+        if not isinstance(values, dict):
+            raise LsllmError(f"config file {path} must be a mapping of option: value")
+        return cls.from_dict(values, source=str(path))
+
+
+def flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def field_choices(name: str) -> tuple[str, ...]:
+    return next(f.metadata["choices"] for f in dataclasses.fields(TrainConfig) if f.name == name)

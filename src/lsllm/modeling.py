@@ -1,0 +1,82 @@
+"""The label-supervised model: a decoder backbone's final hidden states -> a linear head over the labels."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import AutoModel
+
+from lsllm.attention import check_attention, set_attention
+from lsllm.data.encoding import IGNORE_INDEX
+from lsllm.errors import LsllmError
+from lsllm.pooling import pool
+
+
+class LabelSupervisedModel(nn.Module):
+    """Backbone without its language-model head, plus a head that maps hidden states to label logits."""
+
+    def __init__(self, backbone: nn.Module, num_labels: int, task: str, pooling: str) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.config = backbone.config
+        self.task = task
+        self.pooling = pooling
+        self.head = nn.Linear(backbone.config.hidden_size, num_labels, dtype=torch.float32)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        **_: object,
+    ) -> dict[str, torch.Tensor]:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.task == "sequence":
+            hidden = pool(hidden, attention_mask, self.pooling)
+        logits = self.head(hidden.to(self.head.weight.dtype))
+        output = {"logits": logits}
+        if labels is not None:
+            output["loss"] = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX
+            )
+        return output
+
+
+def load_backbone(path: str, attention: str, dtype: torch.dtype, attn_implementation: str | None,
+                  trust_remote_code: bool) -> nn.Module:
+    """Load the bare decoder (no LM head) and switch its attention, proving the switch worked."""
+    try:
+        backbone = AutoModel.from_pretrained(
+            path, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as error:
+        reason = str(error).splitlines()[0]
+        raise LsllmError(f"cannot load model {path}: {reason}; check --model") from None
+    if not hasattr(backbone.config, "hidden_size"):
+        raise LsllmError(f"model {path} has no hidden_size in its config; lsllm needs a decoder language model")
+    set_attention(backbone, attention)
+    check_attention(backbone, attention, backbone.config.vocab_size)
+    return backbone
+
+
+def linear_layer_names(module: nn.Module) -> list[str]:
+    """The distinct names of the backbone's linear layers: LoRA's default targets."""
+    return sorted({name.rsplit(".", 1)[-1] for name, child in module.named_modules() if isinstance(child, nn.Linear)})
+
+
+def add_lora(model: LabelSupervisedModel, r: int, alpha: float, dropout: float,
+             targets: list[str] | None) -> PeftModel:
+    """Wrap with LoRA on the backbone; the head is trained in full and saved with the adapter."""
+    available = linear_layer_names(model.backbone)
+    targets = targets or available
+    missing = sorted(set(targets) - set(available))
+    if missing:
+        raise LsllmError(
+            f"--lora-targets {', '.join(missing)} not found in the model; its linear layers are: {', '.join(available)}"
+        )
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, modules_to_save=["head"]
+    )
+    return get_peft_model(model, config)

@@ -1,0 +1,142 @@
+"""Train a label-supervised model with the Hugging Face Trainer and write a reloadable run folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from lsllm.atomic import write_json_atomic
+from lsllm.config import TrainConfig
+from lsllm.data.collate import Collator
+from lsllm.data.encoding import IGNORE_INDEX
+from lsllm.data.encoding import Encoder
+from lsllm.data.task import TaskData, label_map_for, read_examples
+from lsllm.inference import Classifier
+from lsllm.metrics import format_metrics, selection_metric, sequence_metrics, token_metrics
+from lsllm.modeling import LabelSupervisedModel, add_lora, load_backbone
+from lsllm.models import load_tokenizer, resolve_model
+from lsllm.precision import use_bf16
+from lsllm.run import CHECKPOINTS, METRICS, TRAINING_LOG, RunFolder
+
+logger = logging.getLogger("lsllm")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict
+
+
+class JsonlLogCallback(TrainerCallback):
+    """Append every Trainer log record to a JSON-lines file as it happens, so a crash loses nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **(logs or {})}) + "\n")
+
+
+def trainer_metrics(task: str, label_names: list):
+    """The dev-set metric function the Trainer uses to choose the best checkpoint."""
+
+    def compute(prediction) -> dict:
+        predicted = prediction.predictions.argmax(-1)
+        gold = prediction.label_ids
+        if task == "sequence":
+            return sequence_metrics(gold.tolist(), predicted.tolist(), label_names)
+        names = [str(n) for n in label_names]
+        keep = gold != IGNORE_INDEX
+        gold_tags = [[names[t] for t in row[k]] for row, k in zip(gold, keep)]
+        predicted_tags = [[names[t] for t in row[k]] for row, k in zip(predicted, keep)]
+        return token_metrics(gold_tags, predicted_tags)
+
+    def numbers_only(prediction) -> dict:
+        return {key: value for key, value in compute(prediction).items() if isinstance(value, float)}
+
+    return numbers_only
+
+
+def training_arguments(config: TrainConfig, run: RunFolder, steps_per_epoch: int) -> TrainingArguments:
+    strategy = "steps" if config.eval_steps else "epoch"
+    return TrainingArguments(
+        output_dir=str(run.path / CHECKPOINTS),
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size * 2,
+        gradient_accumulation_steps=config.grad_accum,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=config.eval_steps,
+        save_steps=config.eval_steps,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model=selection_metric(config.task),
+        greater_is_better=True,
+        logging_steps=min(config.logging_steps, max(1, steps_per_epoch)),
+        seed=config.seed,
+        bf16=use_bf16(config.precision),
+        train_sampling_strategy="group_by_length",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        report_to="none",
+        save_safetensors=True,
+    )
+
+
+def train(config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train on `config.train`, select on `config.dev`, test once on `config.test`, write the run folder."""
+    config.validate()
+    run = RunFolder(Path(config.output))
+    run.prepare_for_training(resume)
+    set_seed(config.seed)
+
+    model_path = resolve_model(config.model)
+    tokenizer = load_tokenizer(model_path)
+    train_examples = read_examples(config, config.train)
+    data = TaskData(config, label_map_for(config, train_examples), Encoder(tokenizer, config.max_length))
+    train_set = data.encode(train_examples, config.train)
+    dev_set = data.encode(data.read(config.dev), config.dev)
+
+    backbone = load_backbone(model_path, config.attention, torch.float32, config.attn_implementation,
+                             config.trust_remote_code)
+    core = LabelSupervisedModel(backbone, len(data.labels), config.task, config.pooling)
+    model = add_lora(core, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
+    run.save_setup(config, data.labels, tokenizer)
+
+    steps_per_epoch = -(-len(train_set) // (config.batch_size * config.grad_accum))
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(config, run, steps_per_epoch),
+        train_dataset=train_set,
+        eval_dataset=dev_set,
+        data_collator=Collator(tokenizer.pad_token_id, tokenizer.padding_side),
+        compute_metrics=trainer_metrics(config.task, data.labels.names),
+        callbacks=[JsonlLogCallback(run.path / TRAINING_LOG)],
+    )
+    checkpoint = get_last_checkpoint(str(run.path / CHECKPOINTS)) if resume else None
+    if resume and checkpoint is None:
+        logger.warning("no checkpoint in %s to resume from; training from the start", run.path / CHECKPOINTS)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    model.eval()
+    run.save_weights(model)
+
+    classifier = Classifier(model, tokenizer, data)
+    metrics = {"dev": classifier.evaluate(config.dev)}
+    if config.test:
+        metrics["test"] = classifier.evaluate(config.test)
+    metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
+    write_json_atomic(run.path / METRICS, metrics)
+    print(format_metrics({k: v for k, v in metrics.items() if k in ("dev", "test")}))
+    return TrainResult(run.path, metrics)
+

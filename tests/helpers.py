@@ -1,0 +1,30 @@
+"""Builders shared by several test files."""
+
+from __future__ import annotations
+
+import torch
+
+from lsllm.config import TrainConfig
+from lsllm.data.encoding import Encoder
+from lsllm.data.labels import LabelMap
+from lsllm.data.task import TaskData
+from lsllm.inference import Classifier
+from lsllm.modeling import LabelSupervisedModel, add_lora, load_backbone
+from lsllm.models import load_tokenizer
+
+SEQUENCE_LABELS = ["neg", "pos", "neutral"]
+TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+def untrained_classifier(model_path, task: str, attention: str, pooling: str = "last",
+                         padding_side: str | None = None, seed: int = 0) -> Classifier:
+    """A classifier with a random head: enough to test what the method computes, without training."""
+    config = TrainConfig(model=str(model_path), task=task, attention=attention, pooling=pooling)
+    tokenizer = load_tokenizer(str(model_path))
+    if padding_side:
+        tokenizer.padding_side = padding_side
+    labels = LabelMap.from_names(SEQUENCE_LABELS if task == "sequence" else TAGS)
+    torch.manual_seed(seed)
+    backbone = load_backbone(str(model_path), attention, torch.float32, None, False)
+    model = add_lora(LabelSupervisedModel(backbone, len(labels), task, pooling), 4, 8, 0.0, None)
+    return Classifier(model, tokenizer, TaskData(config, labels, Encoder(tokenizer, config.max_length)))

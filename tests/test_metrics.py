@@ -1,0 +1,137 @@
+"""Metrics against small hand-worked examples, so any change in scoring semantics shows up here."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lsllm.metrics import format_metrics, selection_metric, sequence_metrics, token_metrics
+
+# Three classes; by hand the confusion matrix is [[2, 1, 0], [0, 1, 1], [0, 0, 1]], 4 of 6 correct.
+NAMES = ["neg", "neu", "pos"]
+Y_TRUE = [0, 0, 0, 1, 1, 2]
+Y_PRED = [0, 0, 1, 1, 2, 2]
+
+# Gold: PER, LOC | ORG, PER.  Predicted: PER (right), ORG where LOC is (wrong type) | ORG cut one
+# token short (boundary error), PER (right).  So 2 of 4 predicted and 2 of 4 gold entities match.
+TRUE_TAGS = [["B-PER", "I-PER", "O", "B-LOC", "O"], ["B-ORG", "I-ORG", "O", "B-PER"]]
+PRED_TAGS = [["B-PER", "I-PER", "O", "B-ORG", "O"], ["B-ORG", "O", "O", "B-PER"]]
+
+
+def rows(text: str) -> list[list[str]]:
+    """Each output line split into whitespace-separated cells, so tests ignore column padding."""
+    return [line.split() for line in text.splitlines()]
+
+
+def test_sequence_metrics_match_hand_computation() -> None:
+    metrics = sequence_metrics(Y_TRUE, Y_PRED, NAMES)
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    # F1 per class: neg 2*1*(2/3)/(1+2/3) = 0.8, neu 0.5, pos 2*0.5*1/1.5 = 2/3.
+    assert metrics["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert metrics["per_class"]["neg"] == pytest.approx(
+        {"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3}
+    )
+    assert metrics["per_class"]["neu"] == pytest.approx(
+        {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    )
+    assert metrics["per_class"]["pos"] == pytest.approx(
+        {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1}
+    )
+    assert metrics["confusion_matrix"] == {"labels": NAMES, "matrix": [[2, 1, 0], [0, 1, 1], [0, 0, 1]]}
+
+
+def test_sequence_metrics_keep_absent_classes_and_stringify_int_names() -> None:
+    metrics = sequence_metrics([0, 1], [0, 0], [0, 1, 2])
+    assert list(metrics["per_class"]) == ["0", "1", "2"]
+    assert metrics["per_class"]["2"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert metrics["accuracy"] == 0.5
+    # Class 0 has P = 1/2, R = 1, F1 = 2/3; classes 1 and 2 score 0 but still count in the mean.
+    assert metrics["macro_f1"] == pytest.approx(2 / 9)
+    assert metrics["confusion_matrix"]["matrix"] == [[1, 0, 0], [1, 0, 0], [0, 0, 0]]
+
+
+def test_sequence_metrics_reject_indices_outside_the_label_set() -> None:
+    with pytest.raises(ValueError, match=r"\[3\]"):
+        sequence_metrics([0, 1], [0, 3], NAMES)
+
+
+def test_token_metrics_count_wrong_type_and_boundary_errors_as_misses() -> None:
+    metrics = token_metrics(TRUE_TAGS, PRED_TAGS)
+    assert metrics["precision"] == 0.5
+    assert metrics["recall"] == 0.5
+    assert metrics["f1"] == 0.5
+    # 9 tokens, two differ (B-LOC vs B-ORG, I-ORG vs O).
+    assert metrics["accuracy"] == pytest.approx(7 / 9)
+    assert metrics["per_type"] == {
+        "LOC": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1},
+        "ORG": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1},
+        "PER": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2},
+    }
+
+
+def test_token_metrics_strict_mode_ignores_entities_without_a_begin_tag() -> None:
+    metrics = token_metrics([["B-PER", "I-PER"]], [["I-PER", "I-PER"]])
+    assert (metrics["precision"], metrics["recall"], metrics["f1"]) == (0.0, 0.0, 0.0)
+    assert metrics["accuracy"] == 0.5
+
+
+def test_token_metrics_survive_missing_entities() -> None:
+    none_at_all = token_metrics([["O", "O"]], [["O", "O"]])
+    assert none_at_all == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "accuracy": 1.0, "per_type": {}}
+    spurious = token_metrics([["O", "O"]], [("B-PER", "O")])
+    assert spurious["per_type"] == {"PER": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}}
+    assert spurious["accuracy"] == 0.5
+
+
+def test_metrics_are_plain_json_values() -> None:
+    for metrics in (sequence_metrics(Y_TRUE, Y_PRED, NAMES), token_metrics(TRUE_TAGS, PRED_TAGS)):
+        assert json.loads(json.dumps(metrics)) == metrics
+
+
+def test_format_sequence_metrics() -> None:
+    text = format_metrics(sequence_metrics(Y_TRUE, Y_PRED, NAMES))
+    lines = rows(text)
+    assert lines[:2] == [["accuracy", "66.7"], ["macro-F1", "65.6"]]
+    assert ["class", "precision", "recall", "f1", "support"] in lines
+    assert ["neg", "100.0", "66.7", "80.0", "3"] in lines
+    assert ["pos", "50.0", "100.0", "66.7", "1"] in lines
+    assert ["true", "\\", "pred", "neg", "neu", "pos"] in lines
+    assert ["neg", "2", "1", "0"] in lines
+    assert ["neu", "0", "1", "1"] in lines
+    table = text.splitlines()[3:7]
+    assert len({len(line) for line in table}) == 1, "per-class columns must line up"
+
+
+def test_format_token_metrics() -> None:
+    lines = rows(format_metrics(token_metrics(TRUE_TAGS, PRED_TAGS)))
+    assert lines[:4] == [
+        ["entity", "precision", "50.0"],
+        ["entity", "recall", "50.0"],
+        ["entity", "F1", "50.0"],
+        ["token", "accuracy", "77.8"],
+    ]
+    assert ["type", "precision", "recall", "f1", "support"] in lines
+    assert ["PER", "100.0", "100.0", "100.0", "2"] in lines
+    assert ["LOC", "0.0", "0.0", "0.0", "1"] in lines
+    assert "no entities" in format_metrics(token_metrics([["O"]], [["O"]]))
+
+
+def test_format_splits_under_headings() -> None:
+    text = format_metrics(
+        {"dev": sequence_metrics(Y_TRUE, Y_PRED, NAMES), "test": token_metrics(TRUE_TAGS, PRED_TAGS)}
+    )
+    lines = text.splitlines()
+    assert lines[0] == "== dev =="
+    assert lines.index("== test ==") > lines.index("accuracy  66.7")
+    assert "entity F1         50.0" in lines
+
+
+@pytest.mark.parametrize(("task", "key"), [("sequence", "accuracy"), ("token", "f1")])
+def test_selection_metric(task: str, key: str) -> None:
+    assert selection_metric(task) == key
+
+
+def test_selection_metric_rejects_unknown_task() -> None:
+    with pytest.raises(ValueError, match="unknown task"):
+        selection_metric("regression")

@@ -1,0 +1,361 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lsllm.data import (
+    SequenceExample,
+    TokenExample,
+    normalize_tags,
+    read_records,
+    read_sequence_examples,
+    read_token_examples,
+)
+from lsllm.errors import LsllmError
+
+
+def write(tmp_path, name, content, newline="\n"):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8", newline=newline)
+    return path
+
+
+def write_jsonl(tmp_path, name, rows):
+    return write(tmp_path, name, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+# --- tables -------------------------------------------------------------------------------------------
+
+
+def test_sst2_style_tsv_keeps_quotes_and_trailing_space(tmp_path):
+    path = write(tmp_path, "train.tsv", 'sentence\tlabel\nit \'s a "charming" movie \t1\n" bad \t0\n')
+    examples = read_sequence_examples(path, text_fields=("sentence",))
+    assert examples == [
+        SequenceExample('it \'s a "charming" movie ', None, "1"),
+        SequenceExample('" bad ', None, "0"),
+    ]
+
+
+def test_csv_with_crlf_records_and_embedded_newline(tmp_path):
+    content = 'text,label\r\n"first line\nsecond line",positive\r\n"say ""hi""",negative \r\n'
+    path = write(tmp_path, "train.csv", content, newline="")
+    assert read_records(path) == [
+        {"text": "first line\nsecond line", "label": "positive"},
+        {"text": 'say "hi"', "label": "negative "},
+    ]
+    labels = [example.label for example in read_sequence_examples(path)]
+    assert labels == ["positive", "negative"]
+
+
+def test_csv_with_utf8_bom_has_clean_header(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("text,label\nhéllo,1\n".encode("utf-8-sig"))
+    assert read_records(path) == [{"text": "héllo", "label": "1"}]
+
+
+def test_jsonl_keeps_int_labels_and_skips_blank_lines(tmp_path):
+    path = write(tmp_path, "train.jsonl", '{"text": "good", "label": 1}\n\n{"text": "bad", "label": 0}\r\n')
+    examples = read_sequence_examples(path)
+    assert [(e.text, e.label) for e in examples] == [("good", 1), ("bad", 0)]
+    assert isinstance(examples[0].label, int)
+
+
+def test_json_list_and_json_lines(tmp_path):
+    rows = [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]
+    listed = write(tmp_path, "list.json", json.dumps(rows, indent=2))
+    lined = write_jsonl(tmp_path, "lines.json", rows)
+    assert read_records(listed) == rows
+    assert read_records(lined) == rows
+
+
+def test_parquet_table(tmp_path):
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"review": ["fine", "awful"], "stars": [5, 1]}), path)
+    examples = read_sequence_examples(path, text_fields=["review"], label_field="stars")
+    assert examples == [SequenceExample("fine", None, 5), SequenceExample("awful", None, 1)]
+
+
+def test_several_text_fields_are_joined_with_newline(tmp_path):
+    path = write_jsonl(tmp_path, "t.jsonl", [{"title": "Hi", "body": "there", "label": "a"}])
+    [example] = read_sequence_examples(path, text_fields=("title", "body"))
+    assert example.text == "Hi\nthere"
+    assert example.text_pair is None
+
+
+def test_pair_mode_fills_text_pair(tmp_path):
+    path = write_jsonl(tmp_path, "nli.jsonl", [{"premise": "A", "hypothesis": "B", "label": "entailment"}])
+    [example] = read_sequence_examples(path, text_fields=("premise", "hypothesis"), pair=True)
+    assert example == SequenceExample("A", "B", "entailment")
+
+
+def test_labels_optional_when_not_required(tmp_path):
+    path = write(tmp_path, "test.tsv", "text\nhello\n")
+    assert read_sequence_examples(path, require_labels=False) == [SequenceExample("hello")]
+
+
+def test_float_and_nan_labels_from_parquet(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": ["a", "b"], "label": [2.0, float("nan")]}), path)
+    assert [e.label for e in read_sequence_examples(path, require_labels=False)] == [2, None]
+    with pytest.raises(LsllmError, match=r"row 2 of .*t\.parquet has no label in column 'label'; fill it in"):
+        read_sequence_examples(path)
+
+
+# --- table errors -------------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(LsllmError, match=r"^file not found: .*nope\.csv; check the path$"):
+        read_records(tmp_path / "nope.csv")
+
+
+def test_directory_is_rejected(tmp_path):
+    folder = tmp_path / "data.csv"
+    folder.mkdir()
+    with pytest.raises(LsllmError, match=r"is a directory, not a file; give the path of a data file"):
+        read_records(folder)
+
+
+def test_non_utf8_file(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("text,label\ncaf\xe9,1\n".encode("latin-1"))
+    with pytest.raises(LsllmError, match=r"latin\.csv is not UTF-8 text .*; re-save it with UTF-8 encoding"):
+        read_records(path)
+
+
+def test_unknown_extension_lists_supported(tmp_path):
+    path = write(tmp_path, "train.xlsx", "x")
+    with pytest.raises(
+        LsllmError, match=r"unsupported file type '\.xlsx'.*use one of \.csv, \.json, \.jsonl"
+    ):
+        read_records(path)
+
+
+@pytest.mark.parametrize(("name", "content"), [("e.csv", ""), ("h.csv", "text,label\n"), ("e.jsonl", "\n\n")])
+def test_empty_table(tmp_path, name, content):
+    with pytest.raises(LsllmError, match=r"has no data rows; add rows"):
+        read_records(write(tmp_path, name, content))
+
+
+def test_bad_jsonl_line_names_line_number(tmp_path):
+    path = write(tmp_path, "bad.jsonl", '{"text": "ok", "label": 1}\n\n{"text": "oops", label: 2}\n')
+    with pytest.raises(LsllmError, match=r"bad\.jsonl line 3 is not valid JSON .*; fix that line"):
+        read_records(path)
+
+
+def test_jsonl_line_that_is_not_an_object(tmp_path):
+    path = write(tmp_path, "list.jsonl", '["text", 1]\n')
+    with pytest.raises(LsllmError, match=r"line 1 is not a JSON object; make each line an object"):
+        read_records(path)
+
+
+def test_bad_json_list(tmp_path):
+    path = write(tmp_path, "bad.json", '[{"text": "a"},\n {"text": }]')
+    with pytest.raises(
+        LsllmError, match=r"bad\.json is not valid JSON \(line 2 column 11: .*\); fix the file"
+    ):
+        read_records(path)
+
+
+def test_csv_unclosed_quote(tmp_path):
+    path = write(tmp_path, "q.csv", 'text,label\n"never closed,1\nnext,0\n')
+    with pytest.raises(LsllmError, match=r"cannot parse .*q\.csv near line 3 .*unbalanced double quote"):
+        read_records(path)
+
+
+def test_row_with_wrong_field_count(tmp_path):
+    path = write(tmp_path, "t.tsv", "text\tlabel\ngood\t1\nstray\ttab\t0\n")
+    with pytest.raises(LsllmError, match=r"t\.tsv line 3 has 3 fields but the header has 2; check that line"):
+        read_records(path)
+
+
+def test_duplicate_header_column(tmp_path):
+    path = write(tmp_path, "d.csv", "text,text\na,b\n")
+    with pytest.raises(LsllmError, match=r"column 'text' appears twice in the header of .*; rename one"):
+        read_records(path)
+
+
+def test_missing_text_column_names_columns_and_flag(tmp_path):
+    path = write(tmp_path, "train.csv", "txt,label\nhi,1\n")
+    with pytest.raises(LsllmError) as caught:
+        read_sequence_examples(path)
+    message = str(caught.value)
+    assert message == f"column 'text' not found in {path} (columns: txt, label); choose one with --text-field"
+
+
+def test_missing_label_column_names_flag(tmp_path):
+    path = write(tmp_path, "train.csv", "text,sentiment\nhi,1\n")
+    with pytest.raises(
+        LsllmError, match=r"column 'label' not found .*\(columns: text, sentiment\); .*--label-field"
+    ):
+        read_sequence_examples(path)
+
+
+def test_pair_needs_exactly_two_fields(tmp_path):
+    path = write_jsonl(tmp_path, "p.jsonl", [{"text": "a", "label": 1}])
+    with pytest.raises(
+        LsllmError, match=r"text pairs need exactly two text fields, got 1 \(text\); give --text-field"
+    ):
+        read_sequence_examples(path, pair=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "found"), [("   ", "empty text"), (None, "no text"), (["a"], "a non-string")]
+)
+def test_bad_text_names_row(tmp_path, value, found):
+    path = write_jsonl(tmp_path, "t.jsonl", [{"text": "ok", "label": 1}, {"text": value, "label": 0}])
+    with pytest.raises(LsllmError, match=rf"row 2 of .*t\.jsonl has {found} in column 'text'; give it text"):
+        read_sequence_examples(path)
+
+
+def test_blank_label_is_missing_when_required(tmp_path):
+    path = write(tmp_path, "t.csv", "text,label\na,pos\nb,  \n")
+    with pytest.raises(LsllmError, match=r"row 2 of .*t\.csv has no label in column 'label'; fill it in"):
+        read_sequence_examples(path)
+    assert read_sequence_examples(path, require_labels=False)[1].label is None
+
+
+def test_nested_label_is_rejected(tmp_path):
+    path = write_jsonl(tmp_path, "t.jsonl", [{"text": "a", "label": ["x", "y"]}])
+    with pytest.raises(LsllmError, match=r"row 1 of .* has label \['x', 'y'\], which is not a class name"):
+        read_sequence_examples(path)
+
+
+# --- token files --------------------------------------------------------------------------------------
+
+CONLL2003 = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP I-ORG
+rejects VBZ B-VP O
+German JJ B-NP I-MISC
+call NN I-NP O
+
+Peter NNP B-NP I-PER
+Blackburn NNP I-NP I-PER
+
+-DOCSTART- -X- -X- O
+
+BRUSSELS NNP B-NP I-LOC
+1996-08-22 CD I-NP O"""
+
+
+def test_conll2003_iob1_with_docstart_and_no_final_blank_line(tmp_path):
+    path = write(tmp_path, "eng.train", CONLL2003, newline="\r\n")
+    assert read_token_examples(path) == [
+        TokenExample(["EU", "rejects", "German", "call"], ["B-ORG", "O", "B-MISC", "O"]),
+        TokenExample(["Peter", "Blackburn"], ["B-PER", "I-PER"]),
+        TokenExample(["BRUSSELS", "1996-08-22"], ["B-LOC", "O"]),
+    ]
+
+
+def test_wnut_style_tab_file(tmp_path):
+    content = (
+        "@paulwalk\tO\nIt\tO\n's\tO\nthe\tO\nEmpire\tB-location\nState\tI-location\n\nStar\tB-creative-work\n"
+    )
+    examples = read_token_examples(write(tmp_path, "wnut17train.conll", content))
+    assert examples[0].tokens == ["@paulwalk", "It", "'s", "the", "Empire", "State"]
+    assert examples[0].tags == ["O", "O", "O", "O", "B-location", "I-location"]
+    assert examples[1] == TokenExample(["Star"], ["B-creative-work"])
+
+
+def test_iobes_file_becomes_bio(tmp_path):
+    content = "New B-LOC\nYork E-LOC\nis O\nbig O\n\nParis S-LOC\n"
+    examples = read_token_examples(write(tmp_path, "iobes.bio", content))
+    assert [e.tags for e in examples] == [["B-LOC", "I-LOC", "O", "O"], ["B-LOC"]]
+
+
+def test_unlabelled_single_column_file(tmp_path):
+    path = write(tmp_path, "test.txt", "Hello\nworld\n\n\nBye\n")
+    assert read_token_examples(path, require_labels=False) == [
+        TokenExample(["Hello", "world"]),
+        TokenExample(["Bye"]),
+    ]
+
+
+def test_single_column_line_when_tags_required(tmp_path):
+    path = write(tmp_path, "train.txt", "Hello O\nworld\n")
+    with pytest.raises(
+        LsllmError, match=r"train\.txt line 2 has only one column \('world'\) but tags are required"
+    ):
+        read_token_examples(path)
+
+
+def test_conll_bad_tag_names_lines(tmp_path):
+    path = write(tmp_path, "train.conll", "a O\n\nb B_PER\nc O\n")
+    with pytest.raises(
+        LsllmError, match=r"invalid tag 'B_PER' in .*train\.conll lines 3-4; tags must be O or B-"
+    ):
+        read_token_examples(path)
+
+
+def test_conll_without_sentences(tmp_path):
+    path = write(tmp_path, "empty.conll", "-DOCSTART- O\n\n\n")
+    with pytest.raises(LsllmError, match=r"contains no sentences; put one token per line"):
+        read_token_examples(path)
+
+
+def test_token_jsonl_with_custom_fields(tmp_path):
+    rows = [{"words": ["Ann", "Lee", "sings"], "ner": ["B-PER", "I-PER", "O"]}]
+    path = write_jsonl(tmp_path, "ner.jsonl", rows)
+    examples = read_token_examples(path, tokens_field="words", tags_field="ner")
+    assert examples == [TokenExample(["Ann", "Lee", "sings"], ["B-PER", "I-PER", "O"])]
+
+
+def test_token_parquet_without_tags_when_not_required(tmp_path):
+    path = tmp_path / "ner.parquet"
+    pq.write_table(pa.table({"tokens": [["a", "b"], ["c"]]}), path)
+    assert read_token_examples(path, require_labels=False) == [TokenExample(["a", "b"]), TokenExample(["c"])]
+
+
+def test_token_json_missing_fields_name_flags(tmp_path):
+    path = write_jsonl(tmp_path, "ner.jsonl", [{"words": ["a"], "tags": ["O"]}])
+    with pytest.raises(
+        LsllmError, match=r"column 'tokens' not found .*\(columns: words, tags\); .*--tokens-field"
+    ):
+        read_token_examples(path)
+    path = write_jsonl(tmp_path, "ner2.jsonl", [{"tokens": ["a"], "ner_tags": ["O"]}])
+    with pytest.raises(LsllmError, match=r"column 'tags' not found .*; choose one with --tags-field"):
+        read_token_examples(path)
+
+
+def test_token_json_length_mismatch(tmp_path):
+    rows = [{"tokens": ["a"], "tags": ["O"]}, {"tokens": ["a", "b"], "tags": ["O"]}]
+    path = write_jsonl(tmp_path, "ner.jsonl", rows)
+    with pytest.raises(
+        LsllmError, match=r"row 2 of .* has 2 tokens but 1 tags; give exactly one tag per token"
+    ):
+        read_token_examples(path)
+
+
+@pytest.mark.parametrize("tokens", [[], "a b", [1, 2]])
+def test_token_json_needs_list_of_strings(tmp_path, tokens):
+    path = write_jsonl(tmp_path, "ner.jsonl", [{"tokens": tokens, "tags": ["O", "O"]}])
+    with pytest.raises(LsllmError, match=r"row 1 of .* needs a non-empty list of strings in 'tokens'"):
+        read_token_examples(path)
+
+
+# --- tag normalisation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        (["I-PER", "I-PER", "O", "I-LOC"], ["B-PER", "I-PER", "O", "B-LOC"]),  # IOB1 starts
+        (["I-PER", "B-PER", "I-PER"], ["B-PER", "B-PER", "I-PER"]),  # IOB1 adjacent same type
+        (["I-PER", "I-LOC"], ["B-PER", "B-LOC"]),  # type change
+        (["B-ORG", "I-ORG", "O"], ["B-ORG", "I-ORG", "O"]),  # BIO unchanged
+        (["S-PER", "B-LOC", "I-LOC", "E-LOC"], ["B-PER", "B-LOC", "I-LOC", "I-LOC"]),  # IOBES
+        (["U-X", "B-X", "L-X"], ["B-X", "B-X", "I-X"]),  # BILOU
+        (["E-LOC", "I-LOC"], ["B-LOC", "B-LOC"]),  # closed entity does not continue
+        (["B-creative-work", "I-creative-work"], ["B-creative-work", "I-creative-work"]),
+    ],
+)
+def test_normalize_tags(tags, expected):
+    assert normalize_tags(tags) == expected
+
+
+@pytest.mark.parametrize("tag", ["B_PER", "Q-X", "", "PER", "B-", "b-per"])
+def test_normalize_tags_rejects_unknown_forms(tag):
+    with pytest.raises(LsllmError, match=rf"^invalid tag '{tag}'; tags must be O or B-/I-/E-/S-/L-/U-"):
+        normalize_tags(["O", tag])

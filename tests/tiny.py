@@ -1,0 +1,45 @@
+"""Tiny random decoders of several architectures, with a small byte-level BPE tokenizer, for fast tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import AutoModel, AutoTokenizer, LlamaConfig, MistralConfig, PreTrainedTokenizerFast, Qwen2Config
+
+CORPUS = [
+    "the film was good and the acting was great",
+    "the plot was bad and the ending was awful",
+    "John Smith and Mary Jones visited Paris and Berlin last week",
+    "Acme Corp opened an office in New York near London",
+    "what a wonderful , lovely , terrible , boring movie !",
+]
+
+SIZES = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+ARCHITECTURES = {
+    "llama": lambda vocab: LlamaConfig(vocab_size=vocab, max_position_embeddings=256, **SIZES),
+    "qwen2": lambda vocab: Qwen2Config(vocab_size=vocab, max_position_embeddings=256, **SIZES),
+    "mistral": lambda vocab: MistralConfig(vocab_size=vocab, max_position_embeddings=256, sliding_window=None, **SIZES),
+}
+
+
+def byte_level_tokenizer() -> PreTrainedTokenizerFast:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(CORPUS * 20, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>")
+
+
+def build_tiny_model(arch: str, folder: Path, seed: int = 0) -> Path:
+    """Save a random `arch` model and tokenizer to `folder`, the way a user's local model folder looks."""
+    byte_level_tokenizer().save_pretrained(folder)
+    vocab = len(AutoTokenizer.from_pretrained(folder))  # some families rebuild the tokenizer and add tokens
+    torch.manual_seed(seed)
+    AutoModel.from_config(ARCHITECTURES[arch](vocab)).save_pretrained(folder)
+    return folder
