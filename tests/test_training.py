@@ -10,7 +10,7 @@ import lsllm
 from lsllm.errors import LsllmError
 from lsllm.run import RunFolder
 
-FAST = dict(epochs=4, batch_size=8, learning_rate=3e-3, lora_r=8, max_length=64, logging_steps=1)
+FAST = dict(epochs=10, batch_size=8, learning_rate=3e-3, lora_r=8, max_length=64, logging_steps=1)
 
 
 def train_run(model, files, task, output, **overrides):

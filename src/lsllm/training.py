@@ -90,7 +90,6 @@ def training_arguments(config: TrainConfig, run: RunFolder, steps_per_epoch: int
         remove_unused_columns=False,
         label_names=["labels"],
         report_to="none",
-        save_safetensors=True,
     )
 
 
