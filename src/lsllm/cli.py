@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # weight-loading bars would break one-line errors
     args = build_parser().parse_args(argv)
     commands = {"train": run_train, "eval": run_eval, "predict": run_predict}
     try:
