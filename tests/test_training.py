@@ -15,8 +15,13 @@ FAST = dict(epochs=10, batch_size=8, learning_rate=3e-3, lora_r=8, max_length=64
 
 def train_run(model, files, task, output, **overrides):
     config = lsllm.TrainConfig(
-        model=str(model), task=task, train=str(files["train"]), dev=str(files["dev"]),
-        test=str(files["test"]), output=str(output), **{**FAST, **overrides},
+        model=str(model),
+        task=task,
+        train=str(files["train"]),
+        dev=str(files["dev"]),
+        test=str(files["test"]),
+        output=str(output),
+        **{**FAST, **overrides},
     )
     return lsllm.train(config)
 
@@ -31,8 +36,10 @@ def sequence_run(tiny_models, tmp_path_factory):
     from tests.conftest import sentiment_rows, write_jsonl
 
     root = tmp_path_factory.mktemp("seq")
-    files = {s: write_jsonl(root / f"{s}.jsonl", sentiment_rows(n, seed))
-             for s, n, seed in (("train", 48, 1), ("dev", 16, 2), ("test", 16, 3))}
+    files = {
+        s: write_jsonl(root / f"{s}.jsonl", sentiment_rows(n, seed))
+        for s, n, seed in (("train", 48, 1), ("dev", 16, 2), ("test", 16, 3))
+    }
     return train_run(tiny_models["qwen2"], files, "sequence", root / "run", pooling="mean"), files
 
 
@@ -41,8 +48,10 @@ def token_run(tiny_models, tmp_path_factory):
     from tests.conftest import ner_rows, write_jsonl
 
     root = tmp_path_factory.mktemp("tok")
-    files = {s: write_jsonl(root / f"{s}.jsonl", ner_rows(n, seed))
-             for s, n, seed in (("train", 48, 1), ("dev", 16, 2), ("test", 16, 3))}
+    files = {
+        s: write_jsonl(root / f"{s}.jsonl", ner_rows(n, seed))
+        for s, n, seed in (("train", 48, 1), ("dev", 16, 2), ("test", 16, 3))
+    }
     return train_run(tiny_models["llama"], files, "token", root / "run", attention="bidirectional"), files
 
 
@@ -59,11 +68,22 @@ def test_run_folder_holds_everything_needed_to_reload(sequence_run):
     result, _ = sequence_run
     RunFolder(result.run_dir).check()
     names = {p.name for p in result.run_dir.iterdir()}
-    assert {"config.yaml", "labels.json", "tokenizer", "adapter_model.safetensors", "metrics.json",
-            "training_log.jsonl", "checkpoints"} <= names
-    assert not any(p.suffix in (".bin", ".pt", ".pth") for p in result.run_dir.rglob("*") if "checkpoints" not in p.parts)
+    assert {
+        "config.yaml",
+        "labels.json",
+        "tokenizer",
+        "adapter_model.safetensors",
+        "metrics.json",
+        "training_log.jsonl",
+        "checkpoints",
+    } <= names
+    assert not any(
+        p.suffix in (".bin", ".pt", ".pth") for p in result.run_dir.rglob("*") if "checkpoints" not in p.parts
+    )
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
-    assert set(metrics) >= {"dev", "test"} and metrics["test"]["accuracy"] == result.metrics["test"]["accuracy"]
+    assert (
+        set(metrics) >= {"dev", "test"} and metrics["test"]["accuracy"] == result.metrics["test"]["accuracy"]
+    )
     assert json.loads((result.run_dir / "labels.json").read_text())["names"] == ["neg", "pos"]
 
 
@@ -74,15 +94,22 @@ print(json.dumps(classifier.predict(json.loads(sys.argv[2]))))
 """
 
 
-@pytest.mark.parametrize(("run_name", "inputs"), [
-    ("sequence_run", ["the film was good", "the plot was awful and boring", "lovely"]),
-    ("token_run", ["John Smith visited Paris", ["Mary", "Jones", "and", "the", "film"]]),
-])
+@pytest.mark.parametrize(
+    ("run_name", "inputs"),
+    [
+        ("sequence_run", ["the film was good", "the plot was awful and boring", "lovely"]),
+        ("token_run", ["John Smith visited Paris", ["Mary", "Jones", "and", "the", "film"]]),
+    ],
+)
 def test_reloaded_run_predicts_identically_in_a_new_process(run_name, inputs, request):
     result, _ = request.getfixturevalue(run_name)
     in_memory = lsllm.load(result.run_dir).predict(inputs)
-    out = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, str(result.run_dir), json.dumps(inputs)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", RELOAD_SCRIPT, str(result.run_dir), json.dumps(inputs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(in_memory))
 
 
@@ -101,7 +128,7 @@ def test_token_predictions_give_entities_with_word_and_character_spans(token_run
     assert len(row["tags"]) == len(row["scores"]) == 4
     spans = {(e["type"], e["start"], e["end"]) for e in row["entities"]}
     assert spans == {("PER", 0, 2), ("LOC", 3, 4)}
-    assert [text[e["start_char"]:e["end_char"]] for e in row["entities"]] == ["John Smith", "Paris"]
+    assert [text[e["start_char"] : e["end_char"]] for e in row["entities"]] == ["John Smith", "Paris"]
 
 
 def test_existing_run_is_not_overwritten_without_resume(tiny_model, sentiment_files, tmp_path):
@@ -118,6 +145,6 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model, sentiment_files, 
     config = lsllm.TrainConfig.from_yaml(first.run_dir / "config.yaml")
     config.epochs = 2
     lsllm.train(config, resume=True)
-    resumed_log = [json.loads(line) for line in log_path.read_text().splitlines()][len(first_log):]
+    resumed_log = [json.loads(line) for line in log_path.read_text().splitlines()][len(first_log) :]
     assert resumed_log and all(r["step"] > steps_after_first for r in resumed_log)
     assert max(r["step"] for r in resumed_log) == 2 * steps_after_first

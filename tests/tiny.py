@@ -6,7 +6,14 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import AutoModel, AutoTokenizer, LlamaConfig, MistralConfig, PreTrainedTokenizerFast, Qwen2Config
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    LlamaConfig,
+    MistralConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
 
 CORPUS = [
     "the film was good and the acting was great",
@@ -16,11 +23,15 @@ CORPUS = [
     "what a wonderful , lovely , terrible , boring movie !",
 ]
 
-SIZES = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+SIZES = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+)
 ARCHITECTURES = {
     "llama": lambda vocab: LlamaConfig(vocab_size=vocab, max_position_embeddings=256, **SIZES),
     "qwen2": lambda vocab: Qwen2Config(vocab_size=vocab, max_position_embeddings=256, **SIZES),
-    "mistral": lambda vocab: MistralConfig(vocab_size=vocab, max_position_embeddings=256, sliding_window=None, **SIZES),
+    "mistral": lambda vocab: MistralConfig(
+        vocab_size=vocab, max_position_embeddings=256, sliding_window=None, **SIZES
+    ),
 }
 
 
@@ -30,7 +41,9 @@ def byte_level_tokenizer() -> PreTrainedTokenizerFast:
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=True)
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=400,
+        special_tokens=["<pad>", "<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(CORPUS * 20, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>")

@@ -45,11 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
-        "train", help="fine-tune a model and write a run folder", description=DESCRIPTION,
-        epilog=TRAIN_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train",
+        help="fine-tune a model and write a run folder",
+        description=DESCRIPTION,
+        epilog=TRAIN_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--config", help="YAML file of options (keys as the flag names); flags override it")
-    train.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --output from its last checkpoint"
+    )
     add_config_flags(train)
 
     evaluate = commands.add_parser("eval", help="score a run on a labelled file and write the metrics")

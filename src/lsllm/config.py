@@ -30,14 +30,17 @@ class TrainConfig:
     """Everything that defines a run. Field names are the YAML keys; `--field-name` are the flags."""
 
     model: str = _opt(None, "model: local Hugging Face folder, hub id, or built-in name (smollm2-135m)")
-    task: str = _opt(None, "what to predict: one label per text (sequence) or per word (token)", choices=TASKS)
+    task: str = _opt(
+        None, "what to predict: one label per text (sequence) or per word (token)", choices=TASKS
+    )
     train: str = _opt(None, "training data file (.jsonl .csv .tsv .parquet; CoNLL columns for token)")
     dev: str = _opt(None, "development data: evaluated during training to pick the best checkpoint")
     test: str | None = _opt(None, "test data: evaluated once at the end, never used for selection")
     output: str = _opt(None, "run folder to write (created; reused with --resume)")
     attention: str | None = _opt(
         None,
-        "causal (LS-LLaMA) or bidirectional (LS-unLLaMA); default: causal for sequence, bidirectional for token",
+        "causal (LS-LLaMA) or bidirectional (LS-unLLaMA); default: causal for sequence,"
+        " bidirectional for token",
         choices=ATTENTION_MODES,
     )
     pooling: str = _opt("last", "how token states become one vector (sequence task)", choices=POOLING_MODES)
@@ -46,7 +49,11 @@ class TrainConfig:
     label_field: str = _opt("label", "label column (sequence task)")
     tokens_field: str = _opt("tokens", "word-list field of JSONL token data")
     tags_field: str = _opt("tags", "tag-list field of JSONL token data")
-    labels: list[str] | None = _opt(None, "the full label set in this order (default: from the training data)")
+    labels: list[str] | None = _opt(
+        None, "the full label set in this order (default: from the training data)"
+    )
+    max_train_examples: int | None = _opt(None, "train on a random subset of this many examples (seeded)")
+    max_dev_examples: int | None = _opt(None, "select on a random subset of this many dev examples (seeded)")
     max_length: int = _opt(256, "longest input in tokens; longer inputs are truncated, with a warning")
     lora_r: int = _opt(12, "LoRA rank")
     lora_alpha: float = _opt(32.0, "LoRA scaling alpha")
@@ -64,25 +71,38 @@ class TrainConfig:
     logging_steps: int = _opt(10, "log the training loss every N steps")
     save_total_limit: int = _opt(2, "checkpoints kept on disk besides the best one")
     seed: int = _opt(42, "random seed for initialisation and data order")
-    precision: str = _opt("fp32", "number format for training: fp32, bf16 (autocast), or auto", choices=PRECISIONS)
-    attn_implementation: str | None = _opt(None, "transformers attention backend: eager or sdpa (default: its choice)")
+    precision: str = _opt(
+        "fp32", "number format for training: fp32, bf16 (autocast), or auto", choices=PRECISIONS
+    )
+    attn_implementation: str | None = _opt(
+        None, "transformers attention backend: eager or sdpa (default: its choice)"
+    )
     trust_remote_code: bool = _opt(False, "allow model code from the model folder/hub (off unless you ask)")
 
     def __post_init__(self) -> None:
         if self.attention is None and self.task in TASKS:
             self.attention = "bidirectional" if self.task == "token" else "causal"
 
-    def validate(self, required: tuple[str, ...] = ("model", "task", "train", "dev", "output")) -> TrainConfig:
+    def validate(
+        self, required: tuple[str, ...] = ("model", "task", "train", "dev", "output")
+    ) -> TrainConfig:
         """Check values a user can get wrong, with messages that say which flag to fix."""
         for name in required:
             if getattr(self, name) in (None, ""):
-                raise LsllmError(f"missing --{flag(name)}; give it on the command line or as '{name}:' in --config")
+                raise LsllmError(
+                    f"missing --{flag(name)}; give it on the command line or as '{name}:' in --config"
+                )
         for name in ("task", "attention", "pooling", "precision"):
             choices = field_choices(name)
             if getattr(self, name) not in choices:
-                raise LsllmError(f"--{flag(name)} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+                raise LsllmError(
+                    f"--{flag(name)} must be one of {', '.join(choices)}, not {getattr(self, name)!r}"
+                )
         for name in ("max_length", "lora_r", "batch_size", "grad_accum", "logging_steps"):
             if getattr(self, name) < 1:
+                raise LsllmError(f"--{flag(name)} must be at least 1, not {getattr(self, name)}")
+        for name in ("max_train_examples", "max_dev_examples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise LsllmError(f"--{flag(name)} must be at least 1, not {getattr(self, name)}")
         if self.text_pair and len(self.text_field) != 2:
             raise LsllmError("--text-pair needs exactly two --text-field flags")
@@ -100,7 +120,9 @@ class TrainConfig:
         values = {key.replace("-", "_"): value for key, value in values.items()}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise LsllmError(f"unknown key(s) in {source}: {', '.join(unknown)}; see 'lsllm train --help' for names")
+            raise LsllmError(
+                f"unknown key(s) in {source}: {', '.join(unknown)}; see 'lsllm train --help' for names"
+            )
         return cls(**values)
 
     @classmethod

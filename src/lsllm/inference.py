@@ -1,4 +1,4 @@
-"""Batched prediction and evaluation with a trained run: labels and probabilities, or tags and entity spans."""
+"""Batched prediction and evaluation with a trained run: labels and probabilities, or tags and entities."""
 
 from __future__ import annotations
 
@@ -46,7 +46,10 @@ class Classifier:
         labels = run.load_labels()
         tokenizer = load_tokenizer(str(run.path / TOKENIZER))
         backbone = load_backbone(
-            resolve_model(config.model), config.attention, torch.float32, config.attn_implementation,
+            resolve_model(config.model),
+            config.attention,
+            torch.float32,
+            config.attn_implementation,
             config.trust_remote_code,
         )
         core = LabelSupervisedModel(backbone, len(labels), config.task, config.pooling)
@@ -54,7 +57,9 @@ class Classifier:
             model = PeftModel.from_pretrained(core, str(run.path))
         except Exception as error:  # safetensors, shape and key errors all mean the same thing here
             reason = str(error).splitlines()[0][:200]
-            raise LsllmError(f"cannot load the weights in {run.path} ({reason}); the run is corrupt, retrain it") from None
+            raise LsllmError(
+                f"cannot load the weights in {run.path} ({reason}); the run is corrupt, retrain it"
+            ) from None
         model.to(device or default_device())
         return cls(model, tokenizer, TaskData(config, labels, Encoder(tokenizer, config.max_length)))
 
@@ -67,8 +72,10 @@ class Classifier:
         return list(self.data.labels.names)
 
     @torch.no_grad()
-    def logits(self, features: list[dict], batch_size: int = 32, progress: bool = False) -> list[torch.Tensor]:
-        """Logits per example, computed in length-sorted batches (less padding) and returned in input order."""
+    def logits(
+        self, features: list[dict], batch_size: int = 32, progress: bool = False
+    ) -> list[torch.Tensor]:
+        """Logits per example, computed in length-sorted batches (less padding), returned in input order."""
         order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
         device = next(self.model.parameters()).device
         results: list[torch.Tensor | None] = [None] * len(features)
@@ -105,8 +112,11 @@ class Classifier:
         probs = logits.softmax(-1)
         best = int(probs.argmax())
         names = self.data.labels.names
-        return {"label": names[best], "score": float(probs[best]),
-                "probs": {str(name): float(p) for name, p in zip(names, probs)}}
+        return {
+            "label": names[best],
+            "score": float(probs[best]),
+            "probs": {str(name): float(p) for name, p in zip(names, probs, strict=True)},
+        }
 
     def _predict_words(self, inputs: list[TokenInput], batch_size: int, progress: bool) -> list[dict]:
         encoder = self.data.encoder
@@ -124,7 +134,7 @@ class Classifier:
             prepared.append((words, spans, alignment))
         features = encoder.encode_tokens([a for _, _, a in prepared], None, "the input")
         all_logits = self.logits(features, batch_size, progress)
-        return [self._token_row(*item, logits) for item, logits in zip(prepared, all_logits)]
+        return [self._token_row(*item, logits) for item, logits in zip(prepared, all_logits, strict=True)]
 
     def _token_row(self, words: list[str], spans, alignment: WordAlignment, logits: torch.Tensor) -> dict:
         probs = logits.softmax(-1)
@@ -140,7 +150,12 @@ class Classifier:
                 scores.append(float(probs[token, best]))
         entities = []
         for kind, start, last in get_entities(tags):
-            entity = {"type": kind, "start": start, "end": last + 1, "text": " ".join(words[start : last + 1])}
+            entity = {
+                "type": kind,
+                "start": start,
+                "end": last + 1,
+                "text": " ".join(words[start : last + 1]),
+            }
             if spans is not None:
                 entity["start_char"], entity["end_char"] = spans[start][0], spans[last][1]
             entities.append(entity)
@@ -148,8 +163,12 @@ class Classifier:
 
     def evaluate(self, path: str, batch_size: int = 32, progress: bool = False) -> dict:
         """Metrics of this model on a labelled file."""
-        examples = self.data.read(path)
-        gold = self.data.label_ids(examples, path)
+        return self.evaluate_examples(self.data.read(path), path, batch_size, progress)
+
+    def evaluate_examples(
+        self, examples: list, source: str, batch_size: int = 32, progress: bool = False
+    ) -> dict:
+        gold = self.data.label_ids(examples, source)
         predictions = self.predict_examples(examples, batch_size, progress)
         names = self.data.labels.names
         if self.task == "sequence":

@@ -44,8 +44,9 @@ class LabelSupervisedModel(nn.Module):
         return output
 
 
-def load_backbone(path: str, attention: str, dtype: torch.dtype, attn_implementation: str | None,
-                  trust_remote_code: bool) -> nn.Module:
+def load_backbone(
+    path: str, attention: str, dtype: torch.dtype, attn_implementation: str | None, trust_remote_code: bool
+) -> nn.Module:
     """Load the bare decoder (no LM head) and switch its attention, proving the switch worked."""
     try:
         backbone = AutoModel.from_pretrained(
@@ -55,7 +56,9 @@ def load_backbone(path: str, attention: str, dtype: torch.dtype, attn_implementa
         reason = str(error).splitlines()[0]
         raise LsllmError(f"cannot load model {path}: {reason}; check --model") from None
     if not hasattr(backbone.config, "hidden_size"):
-        raise LsllmError(f"model {path} has no hidden_size in its config; lsllm needs a decoder language model")
+        raise LsllmError(
+            f"model {path} has no hidden_size in its config; lsllm needs a decoder language model"
+        )
     set_attention(backbone, attention)
     check_attention(backbone, attention, backbone.config.vocab_size)
     return backbone
@@ -63,18 +66,22 @@ def load_backbone(path: str, attention: str, dtype: torch.dtype, attn_implementa
 
 def linear_layer_names(module: nn.Module) -> list[str]:
     """The distinct names of the backbone's linear layers: LoRA's default targets."""
-    return sorted({name.rsplit(".", 1)[-1] for name, child in module.named_modules() if isinstance(child, nn.Linear)})
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, child in module.named_modules() if isinstance(child, nn.Linear)}
+    )
 
 
-def add_lora(model: LabelSupervisedModel, r: int, alpha: float, dropout: float,
-             targets: list[str] | None) -> PeftModel:
+def add_lora(
+    model: LabelSupervisedModel, r: int, alpha: float, dropout: float, targets: list[str] | None
+) -> PeftModel:
     """Wrap with LoRA on the backbone; the head is trained in full and saved with the adapter."""
     available = linear_layer_names(model.backbone)
     targets = targets or available
     missing = sorted(set(targets) - set(available))
     if missing:
         raise LsllmError(
-            f"--lora-targets {', '.join(missing)} not found in the model; its linear layers are: {', '.join(available)}"
+            f"--lora-targets {', '.join(missing)} not found in the model; "
+            f"its linear layers are: {', '.join(available)}"
         )
     config = LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, modules_to_save=["head"]

@@ -29,7 +29,8 @@ def read_prediction_inputs(data: TaskData, path: str) -> list:
             inputs.append(row[text_field])
         else:
             raise LsllmError(
-                f"row {number} of {path} has neither '{tokens_field}' (a list of words) nor '{text_field}' (a text); "
+                f"row {number} of {path} has neither '{tokens_field}' (a list of words) "
+                f"nor '{text_field}' (a text); "
                 "give one of them"
             )
     return inputs

@@ -34,7 +34,8 @@ class RunFolder:
         started = (self.path / CONFIG).exists() or (self.path / CHECKPOINTS).exists()
         if started and not resume:
             raise LsllmError(
-                f"output folder {self.path} already holds a run; pass --resume to continue it or choose a new --output"
+                f"output folder {self.path} already holds a run; "
+                "pass --resume to continue it or choose a new --output"
             )
         self.path.mkdir(parents=True, exist_ok=True)
 

@@ -14,9 +14,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from lsllm.atomic import write_json_atomic
 from lsllm.config import TrainConfig
 from lsllm.data.collate import Collator
-from lsllm.data.encoding import IGNORE_INDEX
-from lsllm.data.encoding import Encoder
-from lsllm.data.task import TaskData, label_map_for, read_examples
+from lsllm.data.encoding import IGNORE_INDEX, Encoder
+from lsllm.data.task import TaskData, label_map_for, read_examples, subsample
 from lsllm.inference import Classifier
 from lsllm.metrics import format_metrics, selection_metric, sequence_metrics, token_metrics
 from lsllm.modeling import LabelSupervisedModel, add_lora, load_backbone
@@ -54,8 +53,8 @@ def trainer_metrics(task: str, label_names: list):
             return sequence_metrics(gold.tolist(), predicted.tolist(), label_names)
         names = [str(n) for n in label_names]
         keep = gold != IGNORE_INDEX
-        gold_tags = [[names[t] for t in row[k]] for row, k in zip(gold, keep)]
-        predicted_tags = [[names[t] for t in row[k]] for row, k in zip(predicted, keep)]
+        gold_tags = [[names[t] for t in row[k]] for row, k in zip(gold, keep, strict=True)]
+        predicted_tags = [[names[t] for t in row[k]] for row, k in zip(predicted, keep, strict=True)]
         return token_metrics(gold_tags, predicted_tags)
 
     def numbers_only(prediction) -> dict:
@@ -102,13 +101,15 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
 
     model_path = resolve_model(config.model)
     tokenizer = load_tokenizer(model_path)
-    train_examples = read_examples(config, config.train)
+    train_examples = subsample(read_examples(config, config.train), config.max_train_examples, config.seed)
     data = TaskData(config, label_map_for(config, train_examples), Encoder(tokenizer, config.max_length))
     train_set = data.encode(train_examples, config.train)
-    dev_set = data.encode(data.read(config.dev), config.dev)
+    dev_examples = subsample(data.read(config.dev), config.max_dev_examples, config.seed)
+    dev_set = data.encode(dev_examples, config.dev)
 
-    backbone = load_backbone(model_path, config.attention, torch.float32, config.attn_implementation,
-                             config.trust_remote_code)
+    backbone = load_backbone(
+        model_path, config.attention, torch.float32, config.attn_implementation, config.trust_remote_code
+    )
     core = LabelSupervisedModel(backbone, len(data.labels), config.task, config.pooling)
     model = add_lora(core, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
     run.save_setup(config, data.labels, tokenizer)
@@ -131,11 +132,10 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     run.save_weights(model)
 
     classifier = Classifier(model, tokenizer, data)
-    metrics = {"dev": classifier.evaluate(config.dev)}
+    metrics = {"dev": classifier.evaluate_examples(dev_examples, config.dev)}
     if config.test:
         metrics["test"] = classifier.evaluate(config.test)
     metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
     write_json_atomic(run.path / METRICS, metrics)
     print(format_metrics({k: v for k, v in metrics.items() if k in ("dev", "test")}))
     return TrainResult(run.path, metrics)
-

@@ -23,7 +23,9 @@ class Collator:
         if "labels" in features[0]:
             labels = [f["labels"] for f in features]
             is_token_task = isinstance(labels[0], list)
-            batch["labels"] = self._pad(labels, width, IGNORE_INDEX) if is_token_task else torch.tensor(labels)
+            batch["labels"] = (
+                self._pad(labels, width, IGNORE_INDEX) if is_token_task else torch.tensor(labels)
+            )
         return batch
 
     def _pad(self, rows: list[list[int]], width: int, value: int) -> torch.Tensor:

@@ -47,7 +47,11 @@ def join_words(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
 def align_words(tokenizer, text: str, spans: list[tuple[int, int]], max_length: int) -> WordAlignment:
     """Tokenize `text` and map every word span to the first token that overlaps it."""
     encoding = tokenizer(
-        text, truncation=True, max_length=max_length, return_offsets_mapping=True, return_overflowing_tokens=False
+        text,
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=True,
+        return_overflowing_tokens=False,
     )
     char_word = [-1] * len(text)
     for word, (start, end) in enumerate(spans):
@@ -67,7 +71,9 @@ class Encoder:
         self.tokenizer = tokenizer
         self.max_length = max_length
 
-    def encode_sequences(self, examples: list[SequenceExample], label_ids: list[int] | None, source: str) -> list[dict]:
+    def encode_sequences(
+        self, examples: list[SequenceExample], label_ids: list[int] | None, source: str
+    ) -> list[dict]:
         features, truncated = [], 0
         for i, example in enumerate(examples):
             ids = self.tokenizer(example.text, example.text_pair, truncation=False)["input_ids"]
@@ -90,7 +96,9 @@ class Encoder:
     def align_text(self, text: str, spans: list[tuple[int, int]]) -> WordAlignment:
         return align_words(self.tokenizer, text, spans, self.max_length)
 
-    def encode_tokens(self, alignments: list[WordAlignment], tag_ids: list[list[int]] | None, source: str) -> list[dict]:
+    def encode_tokens(
+        self, alignments: list[WordAlignment], tag_ids: list[list[int]] | None, source: str
+    ) -> list[dict]:
         features = []
         for i, alignment in enumerate(alignments):
             feature = {"input_ids": alignment.input_ids}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from lsllm.config import TrainConfig
@@ -19,6 +20,14 @@ def read_examples(config: TrainConfig, path: str, require_labels: bool = True) -
             path, config.text_field, config.label_field, pair=config.text_pair, require_labels=require_labels
         )
     return read_token_examples(path, config.tokens_field, config.tags_field, require_labels=require_labels)
+
+
+def subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
+    """A seeded random subset of `limit` examples, in their original order (all of them if fewer)."""
+    if limit is None or limit >= len(examples):
+        return examples
+    keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
+    return [examples[i] for i in keep]
 
 
 def label_map_for(config: TrainConfig, train_examples: list[Example]) -> LabelMap:
