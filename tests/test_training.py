@@ -148,3 +148,19 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model, sentiment_files, 
     resumed_log = [json.loads(line) for line in log_path.read_text().splitlines()][len(first_log) :]
     assert resumed_log and all(r["step"] > steps_after_first for r in resumed_log)
     assert max(r["step"] for r in resumed_log) == 2 * steps_after_first
+
+
+def test_max_train_and_dev_examples_subsample_the_data(tiny_model, sentiment_files, tmp_path):
+    result = train_run(
+        tiny_model,
+        sentiment_files,
+        "sequence",
+        tmp_path / "run",
+        epochs=1,
+        max_train_examples=8,
+        max_dev_examples=5,
+    )
+    log = [json.loads(line) for line in (result.run_dir / "training_log.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in log) == 1  # 8 examples, batch size 8
+    assert sum(map(sum, result.metrics["dev"]["confusion_matrix"]["matrix"])) == 5
+    assert sum(map(sum, result.metrics["test"]["confusion_matrix"]["matrix"])) == 12

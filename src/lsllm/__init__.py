@@ -1,8 +1,21 @@
 """lsllm: label-supervised fine-tuning of decoder LLMs for text classification and word tagging."""
 
-from lsllm.config import TrainConfig
-from lsllm.errors import LsllmError
-from lsllm.inference import Classifier, load
-from lsllm.training import TrainResult, train
+import importlib
 
-__all__ = ["Classifier", "LsllmError", "TrainConfig", "TrainResult", "load", "train"]
+# Resolved on first use, so that `lsllm --help` does not pay for importing torch and transformers.
+_EXPORTS = {
+    "Classifier": "lsllm.inference",
+    "load": "lsllm.inference",
+    "LsllmError": "lsllm.errors",
+    "TrainConfig": "lsllm.config",
+    "TrainResult": "lsllm.training",
+    "train": "lsllm.training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lsllm' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -6,15 +6,11 @@ transformers 5 builds a bidirectional (padding-only) mask for every decoder whos
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
+from lsllm.config import ATTENTION_MODES
 from lsllm.errors import LsllmError
-
-AttentionMode = Literal["causal", "bidirectional"]
-ATTENTION_MODES: tuple[str, ...] = ("causal", "bidirectional")
 
 
 def set_attention(backbone: nn.Module, mode: str) -> None:

@@ -10,11 +10,11 @@ from typing import Any
 import yaml
 
 from lsllm.atomic import write_text_atomic
-from lsllm.attention import ATTENTION_MODES
 from lsllm.errors import LsllmError
-from lsllm.pooling import POOLING_MODES
 
 TASKS = ("sequence", "token")
+ATTENTION_MODES = ("causal", "bidirectional")
+POOLING_MODES = ("last", "mean", "max")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 

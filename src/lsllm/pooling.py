@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from lsllm.config import POOLING_MODES
 from lsllm.errors import LsllmError
-
-POOLING_MODES: tuple[str, ...] = ("last", "mean", "max")
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
