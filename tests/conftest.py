@@ -66,17 +66,19 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def write_splits(root: Path, make_rows, sizes: dict[str, int], prefix: str = "") -> dict[str, Path]:
+    """One JSONL file per split, each with its own seed so no split repeats another."""
+    return {
+        split: write_jsonl(root / f"{prefix}{split}.jsonl", make_rows(n, seed))
+        for seed, (split, n) in enumerate(sizes.items(), start=1)
+    }
+
+
 @pytest.fixture
 def sentiment_files(tmp_path) -> dict[str, Path]:
-    return {
-        split: write_jsonl(tmp_path / f"{split}.jsonl", sentiment_rows(n, seed))
-        for split, n, seed in (("train", 32, 1), ("dev", 12, 2), ("test", 12, 3))
-    }
+    return write_splits(tmp_path, sentiment_rows, {"train": 32, "dev": 12, "test": 12})
 
 
 @pytest.fixture
 def ner_files(tmp_path) -> dict[str, Path]:
-    return {
-        split: write_jsonl(tmp_path / f"{split}.jsonl", ner_rows(n, seed))
-        for split, n, seed in (("train", 32, 1), ("dev", 12, 2), ("test", 12, 3))
-    }
+    return write_splits(tmp_path, ner_rows, {"train": 32, "dev": 12, "test": 12})

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lsllm.cli import main
-from tests.conftest import write_jsonl
+from tests.conftest import ner_rows, sentiment_rows, write_jsonl, write_splits
 
 TINY_TRAINING = ["--epochs", "2", "--batch-size", "8", "--learning-rate", "3e-3", "--max-length", "64"]
 
@@ -17,42 +17,37 @@ def lsllm(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lsllm.cli", *args], capture_output=True, text=True)
 
 
+def train_args(model, task: str, files: dict, output, *extra: str) -> list[str]:
+    """`lsllm train` arguments for a model, a task and a dict of split files."""
+    args = ["train", "--model", str(model), "--task", task, "--output", str(output)]
+    for split, path in files.items():
+        args += [f"--{split}", str(path)]
+    return [*args, *extra]
+
+
 @pytest.fixture(scope="module")
 def cli_runs(tiny_model, tmp_path_factory):
     """One sequence and one token run trained through the command line (YAML config plus flags)."""
-    from tests.conftest import ner_rows, sentiment_rows
-
     root = tmp_path_factory.mktemp("cli")
-    seq = {
-        s: write_jsonl(root / f"seq-{s}.jsonl", sentiment_rows(n, i))
-        for i, (s, n) in enumerate([("train", 32), ("dev", 12), ("test", 12)])
-    }
-    tok = {
-        s: write_jsonl(root / f"tok-{s}.jsonl", ner_rows(n, i))
-        for i, (s, n) in enumerate([("train", 32), ("dev", 12)])
-    }
+    seq = write_splits(root, sentiment_rows, {"train": 32, "dev": 12, "test": 12}, prefix="seq-")
+    tok = write_splits(root, ner_rows, {"train": 32, "dev": 12}, prefix="tok-")
     config = root / "seq.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "model": str(tiny_model),
-                "task": "sequence",
-                "pooling": "mean",
-                "epochs": 99,
-                "train": str(seq["train"]),
-            }
-        )
-    )
+    options = {
+        "model": str(tiny_model),
+        "task": "sequence",
+        "pooling": "mean",
+        "epochs": 99,
+        "train": str(seq["train"]),
+    }
+    config.write_text(yaml.safe_dump(options))
+    dev_and_test = ["--dev", str(seq["dev"]), "--test", str(seq["test"])]
     assert (
         main(
             [
                 "train",
                 "--config",
                 str(config),
-                "--dev",
-                str(seq["dev"]),
-                "--test",
-                str(seq["test"]),
+                *dev_and_test,
                 "--output",
                 str(root / "seq-run"),
                 *TINY_TRAINING,
@@ -60,25 +55,7 @@ def cli_runs(tiny_model, tmp_path_factory):
         )
         == 0
     )
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                str(tiny_model),
-                "--task",
-                "token",
-                "--train",
-                str(tok["train"]),
-                "--dev",
-                str(tok["dev"]),
-                "--output",
-                str(root / "tok-run"),
-                *TINY_TRAINING,
-            ]
-        )
-        == 0
-    )
+    assert main(train_args(tiny_model, "token", tok, root / "tok-run", *TINY_TRAINING)) == 0
     return root, seq, tok
 
 
@@ -90,26 +67,8 @@ def test_train_flags_override_the_yaml_config(cli_runs):
 
 
 def test_train_prints_the_metrics_table(cli_runs, capsys, tiny_model, sentiment_files, tmp_path):
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                str(tiny_model),
-                "--task",
-                "sequence",
-                "--train",
-                str(sentiment_files["train"]),
-                "--dev",
-                str(sentiment_files["dev"]),
-                "--output",
-                str(tmp_path / "r"),
-                "--epochs",
-                "1",
-            ]
-        )
-        == 0
-    )
+    files = {"train": sentiment_files["train"], "dev": sentiment_files["dev"]}
+    assert main(train_args(tiny_model, "sequence", files, tmp_path / "r", "--epochs", "1")) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "macro-F1" in out and f"run saved to {tmp_path / 'r'}" in out
 
@@ -197,54 +156,30 @@ def in_process(capsys):
 def test_bad_inputs_give_one_line_errors(cli_runs, tiny_model, tmp_path, in_process):
     lsllm = in_process
     _, seq, _ = cli_runs
-    base = [
-        "train",
-        "--model",
-        str(tiny_model),
-        "--task",
-        "sequence",
-        "--dev",
-        str(seq["dev"]),
-        "--epochs",
-        "1",
-    ]
-    missing = one_line_error(
-        lsllm(*base, "--train", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "a"))
-    )
+
+    def train_error(train, dev=seq["dev"], model=tiny_model, *extra: str) -> str:
+        files = {"train": train, "dev": dev}
+        return one_line_error(
+            lsllm(*train_args(model, "sequence", files, tmp_path / "out", "--epochs", "1", *extra))
+        )
+
+    missing = train_error(tmp_path / "nope.jsonl")
     assert "file not found" in missing and "nope.jsonl" in missing
 
-    wrong_column = one_line_error(
-        lsllm(*base, "--train", str(seq["train"]), "--text-field", "body", "--output", str(tmp_path / "b"))
-    )
+    wrong_column = train_error(seq["train"], seq["dev"], tiny_model, "--text-field", "body")
     assert "body" in wrong_column and "--text-field" in wrong_column
 
-    unknown = write_jsonl(tmp_path / "dev.jsonl", [{"text": "fine", "label": "meh"}])
-    unknown_label = one_line_error(
-        lsllm(
-            *base[:-4], "--train", str(seq["train"]), "--dev", str(unknown), "--output", str(tmp_path / "c")
-        )
+    unknown_label = train_error(
+        seq["train"], write_jsonl(tmp_path / "dev.jsonl", [{"text": "fine", "label": "meh"}])
     )
     assert "meh" in unknown_label and "--labels" in unknown_label
 
     empty = write_jsonl(
         tmp_path / "empty.jsonl", [{"text": "good", "label": "pos"}, {"text": "  ", "label": "neg"}]
     )
-    empty_text = one_line_error(lsllm(*base, "--train", str(empty), "--output", str(tmp_path / "d")))
-    assert "row 2" in empty_text
+    assert "row 2" in train_error(empty)
 
-    bad_model = one_line_error(
-        lsllm(
-            *base,
-            "--model",
-            str(tmp_path / "no-model"),
-            "--train",
-            str(seq["train"]),
-            "--output",
-            str(tmp_path / "e"),
-        )
-    )
-    assert "model folder not found" in bad_model
-
+    assert "model folder not found" in train_error(seq["train"], seq["dev"], tmp_path / "no-model")
     assert "not found" in one_line_error(lsllm("predict", str(tmp_path / "no-run"), "text"))
     assert "--config" in one_line_error(lsllm("train", "--task", "sequence"))
 

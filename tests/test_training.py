@@ -9,6 +9,7 @@ import pytest
 import lsllm
 from lsllm.errors import LsllmError
 from lsllm.run import RunFolder
+from tests.conftest import ner_rows, sentiment_rows, write_splits
 
 FAST = dict(epochs=10, batch_size=8, learning_rate=3e-3, lora_r=8, max_length=64, logging_steps=1)
 
@@ -31,28 +32,24 @@ def losses(run_dir) -> list[float]:
     return [r["loss"] for r in records if "loss" in r]
 
 
+LARGER = {"train": 48, "dev": 16, "test": 16}
+
+
 @pytest.fixture(scope="module")
 def sequence_run(tiny_models, tmp_path_factory):
-    from tests.conftest import sentiment_rows, write_jsonl
-
-    root = tmp_path_factory.mktemp("seq")
-    files = {
-        s: write_jsonl(root / f"{s}.jsonl", sentiment_rows(n, seed))
-        for s, n, seed in (("train", 48, 1), ("dev", 16, 2), ("test", 16, 3))
-    }
-    return train_run(tiny_models["qwen2"], files, "sequence", root / "run", pooling="mean"), files
+    files = write_splits(tmp_path_factory.mktemp("seq"), sentiment_rows, LARGER)
+    return train_run(
+        tiny_models["qwen2"], files, "sequence", files["train"].parent / "run", pooling="mean"
+    ), files
 
 
 @pytest.fixture(scope="module")
 def token_run(tiny_models, tmp_path_factory):
-    from tests.conftest import ner_rows, write_jsonl
-
-    root = tmp_path_factory.mktemp("tok")
-    files = {
-        s: write_jsonl(root / f"{s}.jsonl", ner_rows(n, seed))
-        for s, n, seed in (("train", 48, 1), ("dev", 16, 2), ("test", 16, 3))
-    }
-    return train_run(tiny_models["llama"], files, "token", root / "run", attention="bidirectional"), files
+    files = write_splits(tmp_path_factory.mktemp("tok"), ner_rows, LARGER)
+    run = train_run(
+        tiny_models["llama"], files, "token", files["train"].parent / "run", attention="bidirectional"
+    )
+    return run, files
 
 
 @pytest.mark.parametrize("run_name", ["sequence_run", "token_run"])

@@ -89,6 +89,7 @@ def training_arguments(config: TrainConfig, run: RunFolder, steps_per_epoch: int
         remove_unused_columns=False,
         label_names=["labels"],
         report_to="none",
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
 
 
