@@ -207,3 +207,21 @@ def test_long_inputs_are_truncated_with_one_warning(cli_runs, tmp_path):
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "truncated" in line]
     assert len(warnings) == 1 and "2 of 3" in warnings[0] and "--max-length 64" in warnings[0]
+
+
+def test_usage_mistakes_are_one_line_errors():
+    message = one_line_error(lsllm("predict"))
+    assert "required" in message and "--help" in message
+    assert "unrecognized arguments: --colour" in one_line_error(lsllm("train", "--colour", "red"))
+
+
+def test_predict_reads_other_text_columns_with_text_field(cli_runs, tmp_path, in_process):
+    root, _, _ = cli_runs
+    source = write_jsonl(tmp_path / "in.jsonl", [{"body": "the film was good"}, {"body": "awful"}])
+    result = in_process("predict", str(root / "seq-run"), "--input", str(source), "--text-field", "body")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["label"] in ("neg", "pos") for line in result.stdout.splitlines()] == [
+        True,
+        True,
+    ]
+    assert "body" in one_line_error(in_process("predict", str(root / "seq-run"), "--input", str(source)))

@@ -40,9 +40,18 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{flag(f.name)}", **options)
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line that points to --help, like every other lsllm error."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"lsllm: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lsllm", description=DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = OneLineErrorParser(prog="lsllm", description=DESCRIPTION)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=OneLineErrorParser
+    )
 
     train = commands.add_parser(
         "train",
@@ -68,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("text", nargs="?", help="one text to predict (printed as JSON); or use --input")
     predict.add_argument("--input", help="file of inputs: rows with the text field(s), or {'tokens': [...]}")
     predict.add_argument("--output", help="JSON-lines file to write (default: print to the terminal)")
+    predict.add_argument(
+        "--text-field",
+        action="extend",
+        nargs="+",
+        metavar="NAME",
+        help="text column(s) of --input, if not the ones the run was trained with",
+    )
     predict.add_argument("--batch-size", type=int, default=32, help="examples per batch (default: 32)")
     return parser
 
@@ -106,6 +122,8 @@ def run_predict(args: argparse.Namespace) -> None:
     if (args.text is None) == (args.input is None):
         raise LsllmError("give either a text or --input FILE to 'lsllm predict'")
     classifier = Classifier.load(args.run)
+    if args.text_field:
+        classifier.data.config = dataclasses.replace(classifier.data.config, text_field=args.text_field)
     inputs = [args.text] if args.text is not None else read_prediction_inputs(classifier.data, args.input)
     rows = classifier.predict(inputs, batch_size=args.batch_size, progress=args.input is not None)
     if args.output:
