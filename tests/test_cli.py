@@ -206,7 +206,8 @@ def test_long_inputs_are_truncated_with_one_warning(cli_runs, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "truncated" in line]
-    assert len(warnings) == 1 and "2 of 3" in warnings[0] and "--max-length 64" in warnings[0]
+    assert len(warnings) == 1 and "2 of 3 inputs in" in warnings[0] and "long.jsonl" in warnings[0]
+    assert "--max-length 64" in warnings[0]
 
 
 def test_usage_mistakes_are_one_line_errors():

@@ -161,3 +161,11 @@ def test_max_train_and_dev_examples_subsample_the_data(tiny_model, sentiment_fil
     assert max(r["step"] for r in log) == 1  # 8 examples, batch size 8
     assert sum(map(sum, result.metrics["dev"]["confusion_matrix"]["matrix"])) == 5
     assert sum(map(sum, result.metrics["test"]["confusion_matrix"]["matrix"])) == 12
+
+
+def test_truncation_is_reported_once_per_file(tiny_model, sentiment_files, tmp_path, caplog):
+    train_run(tiny_model, sentiment_files, "sequence", tmp_path / "run", epochs=1, max_length=4)
+    warnings = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(warnings) == 3
+    for split in ("train", "dev", "test"):
+        assert sum(str(sentiment_files[split]) in w for w in warnings) == 1

@@ -125,7 +125,9 @@ def run_predict(args: argparse.Namespace) -> None:
     if args.text_field:
         classifier.data.config = dataclasses.replace(classifier.data.config, text_field=args.text_field)
     inputs = [args.text] if args.text is not None else read_prediction_inputs(classifier.data, args.input)
-    rows = classifier.predict(inputs, batch_size=args.batch_size, progress=args.input is not None)
+    rows = classifier.predict(
+        inputs, batch_size=args.batch_size, progress=args.input is not None, source=args.input or "the text"
+    )
     if args.output:
         write_jsonl_atomic(Path(args.output), rows)
         print(f"{len(rows)} predictions written to {args.output}")

@@ -91,21 +91,25 @@ class Classifier:
                     results[i] = logits[row]
         return results
 
-    def predict(self, inputs: Sequence, batch_size: int = 32, progress: bool = False) -> list[dict]:
+    def predict(
+        self, inputs: Sequence, batch_size: int = 32, progress: bool = False, source: str = "the input"
+    ) -> list[dict]:
         """Sequence task: texts (or text pairs). Token task: raw texts or lists of words."""
         if self.task == "sequence":
             examples = [SequenceExample(*x) if isinstance(x, tuple) else SequenceExample(x) for x in inputs]
-            return self.predict_examples(examples, batch_size, progress)
-        return self._predict_words(list(inputs), batch_size, progress)
+            return self.predict_examples(examples, batch_size, progress, source)
+        return self._predict_words(list(inputs), batch_size, progress, source)
 
-    def predict_examples(self, examples: list, batch_size: int = 32, progress: bool = False) -> list[dict]:
+    def predict_examples(
+        self, examples: list, batch_size: int = 32, progress: bool = False, source: str = "the input"
+    ) -> list[dict]:
         """Predict for examples as read from a file (the labels, if any, are ignored)."""
         if self.task == "token":
-            return self._predict_words([e.tokens for e in examples], batch_size, progress)
+            return self._predict_words([e.tokens for e in examples], batch_size, progress, source)
         for i, example in enumerate(examples):
             if not example.text.strip():
                 raise LsllmError(f"input {i + 1} is empty; give a non-empty text")
-        features = self.data.encode(examples, "the input", with_labels=False)
+        features = self.data.encode(examples, source, with_labels=False)
         return [self._sequence_row(row) for row in self.logits(features, batch_size, progress)]
 
     def _sequence_row(self, logits: torch.Tensor) -> dict:
@@ -118,7 +122,9 @@ class Classifier:
             "probs": {str(name): float(p) for name, p in zip(names, probs, strict=True)},
         }
 
-    def _predict_words(self, inputs: list[TokenInput], batch_size: int, progress: bool) -> list[dict]:
+    def _predict_words(
+        self, inputs: list[TokenInput], batch_size: int, progress: bool, source: str
+    ) -> list[dict]:
         encoder = self.data.encoder
         prepared = []
         for i, item in enumerate(inputs):
@@ -132,7 +138,7 @@ class Classifier:
             if not words:
                 raise LsllmError(f"input {i + 1} has no words; give a non-empty text")
             prepared.append((words, spans, alignment))
-        features = encoder.encode_tokens([a for _, _, a in prepared], None, "the input")
+        features = encoder.encode_tokens([a for _, _, a in prepared], None, source)
         all_logits = self.logits(features, batch_size, progress)
         return [self._token_row(*item, logits) for item, logits in zip(prepared, all_logits, strict=True)]
 
@@ -169,7 +175,7 @@ class Classifier:
         self, examples: list, source: str, batch_size: int = 32, progress: bool = False
     ) -> dict:
         gold = self.data.label_ids(examples, source)
-        predictions = self.predict_examples(examples, batch_size, progress)
+        predictions = self.predict_examples(examples, batch_size, progress, source)
         names = self.data.labels.names
         if self.task == "sequence":
             predicted = [self.data.labels.index(p["label"]) for p in predictions]

@@ -70,6 +70,7 @@ class Encoder:
     def __init__(self, tokenizer, max_length: int) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self._reported: set[str] = set()
 
     def encode_sequences(
         self, examples: list[SequenceExample], label_ids: list[int] | None, source: str
@@ -112,7 +113,8 @@ class Encoder:
         return features
 
     def _report(self, truncated: int, total: int, source: str) -> None:
-        if truncated:
+        if truncated and source not in self._reported:
+            self._reported.add(source)
             logger.warning(
                 "%d of %d inputs in %s are longer than --max-length %d tokens and were truncated; "
                 "raise --max-length to keep them whole",
