@@ -9,7 +9,7 @@ from lsllm.data.encoding import Encoder
 from lsllm.data.labels import LabelMap
 from lsllm.data.task import TaskData
 from lsllm.inference import Classifier
-from lsllm.modeling import LabelSupervisedModel, add_lora, load_backbone
+from lsllm.modeling import add_lora, build_model
 from lsllm.models import load_tokenizer
 
 SEQUENCE_LABELS = ["neg", "pos", "neutral"]
@@ -31,6 +31,5 @@ def untrained_classifier(
         tokenizer.padding_side = padding_side
     labels = LabelMap.from_names(SEQUENCE_LABELS if task == "sequence" else TAGS)
     torch.manual_seed(seed)
-    backbone = load_backbone(str(model_path), attention, torch.float32, None, False)
-    model = add_lora(LabelSupervisedModel(backbone, len(labels), task, pooling), 4, 8, 0.0, None)
+    model = add_lora(build_model(config, len(labels)), 4, 8, 0.0, None)
     return Classifier(model, tokenizer, TaskData(config, labels, Encoder(tokenizer, config.max_length)))

@@ -16,8 +16,8 @@ from lsllm.data.readers import SequenceExample
 from lsllm.data.task import TaskData
 from lsllm.errors import LsllmError
 from lsllm.metrics import sequence_metrics, token_metrics
-from lsllm.modeling import LabelSupervisedModel, load_backbone
-from lsllm.models import load_tokenizer, resolve_model
+from lsllm.modeling import build_model
+from lsllm.models import load_tokenizer
 from lsllm.run import TOKENIZER, RunFolder
 
 SequenceInput = str | tuple[str, str]
@@ -45,14 +45,7 @@ class Classifier:
         config = run.load_config()
         labels = run.load_labels()
         tokenizer = load_tokenizer(str(run.path / TOKENIZER))
-        backbone = load_backbone(
-            resolve_model(config.model),
-            config.attention,
-            torch.float32,
-            config.attn_implementation,
-            config.trust_remote_code,
-        )
-        core = LabelSupervisedModel(backbone, len(labels), config.task, config.pooling)
+        core = build_model(config, len(labels))
         try:
             model = PeftModel.from_pretrained(core, str(run.path))
         except Exception as error:  # safetensors, shape and key errors all mean the same thing here

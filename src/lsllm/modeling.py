@@ -9,8 +9,10 @@ from torch import nn
 from transformers import AutoModel
 
 from lsllm.attention import check_attention, set_attention
+from lsllm.config import TrainConfig
 from lsllm.data.encoding import IGNORE_INDEX
 from lsllm.errors import LsllmError
+from lsllm.models import load_failure, resolve_model
 from lsllm.pooling import pool
 
 
@@ -53,8 +55,7 @@ def load_backbone(
             path, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError) as error:
-        reason = str(error).splitlines()[0]
-        raise LsllmError(f"cannot load model {path}: {reason}; check --model") from None
+        raise load_failure("weights", path, error) from None
     if not hasattr(backbone.config, "hidden_size"):
         raise LsllmError(
             f"model {path} has no hidden_size in its config; lsllm needs a decoder language model"
@@ -62,6 +63,18 @@ def load_backbone(
     set_attention(backbone, attention)
     check_attention(backbone, attention, backbone.config.vocab_size)
     return backbone
+
+
+def build_model(config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
+    """The run's backbone (fp32, its attention mode checked) under a fresh head, before LoRA."""
+    backbone = load_backbone(
+        resolve_model(config.model),
+        config.attention,
+        torch.float32,
+        config.attn_implementation,
+        config.trust_remote_code,
+    )
+    return LabelSupervisedModel(backbone, num_labels, config.task, config.pooling)
 
 
 def linear_layer_names(module: nn.Module) -> list[str]:

@@ -178,7 +178,8 @@ def _check_converted(folder: Path, name: str) -> None:
         )
 
 
-def _load_failure(what: str, path: str, exc: Exception) -> LsllmError:
+def load_failure(what: str, path: str, exc: Exception) -> LsllmError:
+    """A load error from transformers as one line that says what to pass instead."""
     reason = " ".join(str(exc).split())[:300]
     return LsllmError(
         f"cannot load the {what} of model {path!r} ({reason}); pass a local Hugging Face model folder, "
@@ -193,7 +194,7 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as exc:
-        raise _load_failure("tokenizer", path, exc) from exc
+        raise load_failure("tokenizer", path, exc) from exc
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token
         if fallback is None:

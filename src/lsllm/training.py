@@ -18,7 +18,7 @@ from lsllm.data.encoding import IGNORE_INDEX, Encoder
 from lsllm.data.task import TaskData, label_map_for, read_examples, subsample
 from lsllm.inference import Classifier
 from lsllm.metrics import format_metrics, selection_metric, sequence_metrics, token_metrics
-from lsllm.modeling import LabelSupervisedModel, add_lora, load_backbone
+from lsllm.modeling import add_lora, build_model
 from lsllm.models import load_tokenizer, resolve_model
 from lsllm.precision import use_bf16
 from lsllm.run import CHECKPOINTS, METRICS, TRAINING_LOG, RunFolder
@@ -108,10 +108,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     dev_examples = subsample(data.read(config.dev), config.max_dev_examples, config.seed)
     dev_set = data.encode(dev_examples, config.dev)
 
-    backbone = load_backbone(
-        model_path, config.attention, torch.float32, config.attn_implementation, config.trust_remote_code
-    )
-    core = LabelSupervisedModel(backbone, len(data.labels), config.task, config.pooling)
+    core = build_model(config, len(data.labels))
     model = add_lora(core, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
     run.save_setup(config, data.labels, tokenizer)
 
