@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from lsllm.atomic import write_json_atomic
-from lsllm.config import TrainConfig, flag
+from lsllm.config import PREDICT_BATCH_SIZE, TrainConfig, flag
 from lsllm.errors import LsllmError
 
 DESCRIPTION = """Label-supervised fine-tuning of decoder LLMs: a linear head on the final hidden states,
@@ -70,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", help="run folder written by 'lsllm train'")
     evaluate.add_argument("--data", required=True, help="labelled file in the run's format")
     evaluate.add_argument("--output", help="metrics JSON to write (default: RUN/eval-<data name>.json)")
-    evaluate.add_argument("--batch-size", type=int, default=32, help="examples per batch (default: 32)")
+    evaluate.add_argument(
+        "--batch-size",
+        type=int,
+        default=PREDICT_BATCH_SIZE,
+        help=f"examples per batch (default: {PREDICT_BATCH_SIZE})",
+    )
 
     predict = commands.add_parser("predict", help="predict labels (or tags and entities) for new text")
     predict.add_argument("run", help="run folder written by 'lsllm train'")
@@ -84,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="text column(s) of --input, if not the ones the run was trained with",
     )
-    predict.add_argument("--batch-size", type=int, default=32, help="examples per batch (default: 32)")
+    predict.add_argument(
+        "--batch-size",
+        type=int,
+        default=PREDICT_BATCH_SIZE,
+        help=f"examples per batch (default: {PREDICT_BATCH_SIZE})",
+    )
     return parser
 
 

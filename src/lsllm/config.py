@@ -18,6 +18,11 @@ POOLING_MODES = ("last", "mean", "max")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+# Small batches of length-sorted inputs were fastest on CPU (20.9 sentences/s at 8 against 14.1 at 32
+# for SmolLM2 on CoNLL-2003); larger batches spill out of cache.
+PREDICT_BATCH_SIZE = 8
+
+
 def _opt(default: Any, help: str, **extra: Any) -> Any:
     """A dataclass field carrying its command-line help text."""
     if isinstance(default, list):

@@ -10,6 +10,7 @@ from peft import PeftModel
 from seqeval.metrics.sequence_labeling import get_entities
 from tqdm.auto import tqdm
 
+from lsllm.config import PREDICT_BATCH_SIZE
 from lsllm.data.collate import Collator
 from lsllm.data.encoding import Encoder, WordAlignment, word_spans
 from lsllm.data.readers import SequenceExample
@@ -32,6 +33,8 @@ class Classifier:
     """A trained run ready to predict: model, tokenizer, label set and the options it was trained with."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, data: TaskData) -> None:
+        if isinstance(model, PeftModel):  # folded LoRA predicts the same, with no extra matmuls per layer
+            model = model.merge_and_unload()
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.data = data
@@ -66,7 +69,7 @@ class Classifier:
 
     @torch.no_grad()
     def logits(
-        self, features: list[dict], batch_size: int = 32, progress: bool = False
+        self, features: list[dict], batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False
     ) -> list[torch.Tensor]:
         """Logits per example, computed in length-sorted batches (less padding), returned in input order."""
         order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
@@ -87,7 +90,7 @@ class Classifier:
     def predict(
         self,
         inputs: Sequence[SequenceInput] | Sequence[TokenInput],
-        batch_size: int = 32,
+        batch_size: int = PREDICT_BATCH_SIZE,
         progress: bool = False,
         source: str = "the input",
     ) -> list[dict]:
@@ -98,7 +101,11 @@ class Classifier:
         return self._predict_words(list(inputs), batch_size, progress, source)
 
     def predict_examples(
-        self, examples: list, batch_size: int = 32, progress: bool = False, source: str = "the input"
+        self,
+        examples: list,
+        batch_size: int = PREDICT_BATCH_SIZE,
+        progress: bool = False,
+        source: str = "the input",
     ) -> list[dict]:
         """Predict for examples as read from a file (the labels, if any, are ignored)."""
         if self.task == "token":
@@ -164,12 +171,12 @@ class Classifier:
             entities.append(entity)
         return {"tokens": words, "tags": tags, "scores": scores, "entities": entities}
 
-    def evaluate(self, path: str, batch_size: int = 32, progress: bool = False) -> dict:
+    def evaluate(self, path: str, batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False) -> dict:
         """Metrics of this model on a labelled file."""
         return self.evaluate_examples(self.data.read(path), path, batch_size, progress)
 
     def evaluate_examples(
-        self, examples: list, source: str, batch_size: int = 32, progress: bool = False
+        self, examples: list, source: str, batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False
     ) -> dict:
         gold = self.data.label_ids(examples, source)
         predictions = self.predict_examples(examples, batch_size, progress, source)

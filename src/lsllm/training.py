@@ -12,7 +12,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from lsllm.atomic import write_json_atomic
-from lsllm.config import TrainConfig
+from lsllm.config import PREDICT_BATCH_SIZE, TrainConfig
 from lsllm.data.collate import Collator
 from lsllm.data.encoding import IGNORE_INDEX, Encoder
 from lsllm.data.task import TaskData, label_map_for, read_examples, subsample
@@ -70,7 +70,7 @@ def training_arguments(config: TrainConfig, run: RunFolder, steps_per_epoch: int
         num_train_epochs=config.epochs,
         learning_rate=config.learning_rate,
         per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size * 2,
+        per_device_eval_batch_size=PREDICT_BATCH_SIZE,
         gradient_accumulation_steps=config.grad_accum,
         warmup_steps=config.warmup_ratio,
         weight_decay=config.weight_decay,
