@@ -226,3 +226,31 @@ def test_predict_reads_other_text_columns_with_text_field(cli_runs, tmp_path, in
         True,
     ]
     assert "body" in one_line_error(in_process("predict", str(root / "seq-run"), "--input", str(source)))
+
+
+def parsed_config(*argv: str):
+    from lsllm.cli import build_parser, config_from_args
+
+    return config_from_args(build_parser().parse_args(["train", *argv]))
+
+
+def test_presets_fill_values_that_the_file_and_flags_override(tmp_path):
+    paper = parsed_config("--preset", "paper")
+    assert (paper.learning_rate, paper.epochs, paper.lora_targets) == (1e-4, 10.0, ["q_proj", "v_proj"])
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"preset": "quick", "epochs": 5}))
+    from_file = parsed_config("--config", str(config), "--batch-size", "4")
+    assert (from_file.learning_rate, from_file.epochs, from_file.batch_size) == (5e-4, 5.0, 4)
+    flag_wins = parsed_config("--config", str(config), "--preset", "paper", "--epochs", "1")
+    assert (flag_wins.learning_rate, flag_wins.epochs, flag_wins.lora_targets) == (
+        1e-4,
+        1.0,
+        ["q_proj", "v_proj"],
+    )
+
+
+def test_unknown_preset_in_a_config_file_is_a_one_line_error(tmp_path, in_process):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"preset": "fastest"}))
+    message = one_line_error(in_process("train", "--config", str(config)))
+    assert "unknown preset 'fastest'" in message and "paper, quick" in message

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from lsllm.atomic import write_json_atomic
-from lsllm.config import PREDICT_BATCH_SIZE, TrainConfig, flag
+from lsllm.config import PREDICT_BATCH_SIZE, PRESETS, TrainConfig, flag, read_yaml
 from lsllm.errors import LsllmError
 
 DESCRIPTION = """Label-supervised fine-tuning of decoder LLMs: a linear head on the final hidden states,
@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", help="YAML file of options (keys as the flag names); flags override it")
     train.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="named settings that the file and flags override: 'paper' (the LS-LLaMA code's: q/v LoRA,"
+        " 10 epochs at 1e-4) or 'quick' (bench/'s small-budget settings: 2 epochs at 5e-4, batch 16)",
+    )
+    train.add_argument(
         "--resume", action="store_true", help="continue the run in --output from its last checkpoint"
     )
     add_config_flags(train)
@@ -99,8 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Dataclass defaults, then the YAML file, then the flags the user actually gave."""
-    values = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
+    """Dataclass defaults, then the preset, then the YAML file, then the flags the user actually gave."""
+    values = read_yaml(args.config) if args.config else {}
+    if args.preset:
+        values["preset"] = args.preset
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     values.update({name: value for name, value in given.items() if value is not None})
     return TrainConfig.from_dict(values)
