@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from lsllm.config import TrainConfig
@@ -11,6 +13,7 @@ from lsllm.data.task import TaskData
 from lsllm.inference import Classifier
 from lsllm.modeling import add_lora, build_model
 from lsllm.models import load_tokenizer
+from lsllm.run import RunFolder
 
 SEQUENCE_LABELS = ["neg", "pos", "neutral"]
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
@@ -33,3 +36,19 @@ def untrained_classifier(
     torch.manual_seed(seed)
     model = add_lora(build_model(config, len(labels)), 4, 8, 0.0, None)
     return Classifier(model, tokenizer, TaskData(config, labels, Encoder(tokenizer, config.max_length)))
+
+
+def saved_run(model_path, folder, task: str, attention: str, pooling: str = "last") -> Path:
+    """A run folder as training leaves it, with non-zero LoRA weights (so merging them changes the model)."""
+    config = TrainConfig(model=str(model_path), task=task, attention=attention, pooling=pooling, lora_r=4)
+    labels = LabelMap.from_names(SEQUENCE_LABELS if task == "sequence" else TAGS)
+    torch.manual_seed(0)
+    model = add_lora(build_model(config, len(labels)), 4, 8, 0.0, None)
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            parameter.data.normal_(0, 0.5)
+    run = RunFolder(Path(folder))
+    run.prepare_for_training(resume=False)
+    run.save_setup(config, labels, load_tokenizer(str(model_path)))
+    run.save_weights(model)
+    return run.path

@@ -15,6 +15,16 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+def _register_with_transformers() -> None:
+    """Let AutoModelFor*Classification and pipelines load exported lsllm folders, without remote code."""
+    from lsllm.hf_model import register
+
+    register()
+
+
+_register_with_transformers()
+
+
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'lsllm' has no attribute {name!r}")

@@ -1,0 +1,99 @@
+"""lsllm's model as transformers classes, so an exported folder loads with AutoModelFor*Classification.
+
+`import lsllm` registers them with the Auto classes. No `trust_remote_code` is needed: the code comes
+from the installed lsllm, never from the model folder. The backbone's own config is kept whole inside
+ours, with `is_causal` set by the attention mode, so transformers rebuilds the same decoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
+
+from lsllm.attention import check_attention
+from lsllm.modeling import LabelSupervisedModel
+
+MODEL_TYPE = "lsllm"
+
+
+class LsllmConfig(PretrainedConfig):
+    model_type = MODEL_TYPE
+
+    def __init__(
+        self,
+        backbone: dict | None = None,
+        task: str = "sequence",
+        attention: str = "causal",
+        pooling: str = "last",
+        **kwargs,
+    ) -> None:
+        self.backbone = backbone or {}
+        self.task = task
+        self.attention = attention
+        self.pooling = pooling
+        super().__init__(**kwargs)
+
+    def backbone_config(self) -> PretrainedConfig:
+        values = dict(self.backbone)
+        config = AutoConfig.for_model(values.pop("model_type"), **values)
+        config.is_causal = self.attention == "causal"
+        return config
+
+
+class _LsllmModel(PreTrainedModel):
+    """The backbone and head of a trained run, behind the interface transformers' pipelines expect."""
+
+    config_class = LsllmConfig
+    base_model_prefix = "lsllm"
+    output_type: type = SequenceClassifierOutput
+
+    def __init__(self, config: LsllmConfig) -> None:
+        super().__init__(config)
+        backbone = AutoModel.from_config(config.backbone_config())
+        self.lsllm = LabelSupervisedModel(backbone, config.num_labels, config.task, config.pooling)
+        self.post_init()
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        """Weights always come from the exported file; nothing needs a fresh initialisation."""
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **_: object,
+    ):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        output = self.lsllm(input_ids, attention_mask, labels)
+        return self.output_type(loss=output.get("loss"), logits=output["logits"])
+
+    def check(self) -> None:
+        """Prove the loaded backbone attends the way the run was trained (causal or bidirectional)."""
+        check_attention(self.lsllm.backbone, self.config.attention, self.lsllm.backbone.config.vocab_size)
+
+
+class LsllmForSequenceClassification(_LsllmModel):
+    output_type = SequenceClassifierOutput
+
+
+class LsllmForTokenClassification(_LsllmModel):
+    output_type = TokenClassifierOutput
+
+
+HF_CLASSES = {"sequence": LsllmForSequenceClassification, "token": LsllmForTokenClassification}
+
+
+def register() -> None:
+    """Make AutoConfig and AutoModelFor*Classification (and so pipelines) know model_type 'lsllm'."""
+    AutoConfig.register(MODEL_TYPE, LsllmConfig, exist_ok=True)
+    AutoModelForSequenceClassification.register(LsllmConfig, LsllmForSequenceClassification, exist_ok=True)
+    AutoModelForTokenClassification.register(LsllmConfig, LsllmForTokenClassification, exist_ok=True)
