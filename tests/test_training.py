@@ -11,7 +11,7 @@ from lsllm.errors import LsllmError
 from lsllm.run import RunFolder
 from tests.conftest import ner_rows, sentiment_rows, write_splits
 
-FAST = dict(epochs=10, batch_size=8, learning_rate=3e-3, lora_r=8, max_length=64, logging_steps=1)
+FAST = dict(epochs=14, batch_size=8, learning_rate=3e-3, lora_r=8, max_length=64, logging_steps=1)
 
 
 def train_run(model, files, task, output, **overrides):
@@ -56,7 +56,8 @@ def token_run(tiny_models, tmp_path_factory):
 def test_loss_falls_and_the_model_learns(run_name, request):
     result, _ = request.getfixturevalue(run_name)
     curve = losses(result.run_dir)
-    assert sum(curve[-3:]) / 3 < 0.6 * sum(curve[:3]) / 3
+    per_epoch = LARGER["train"] // FAST["batch_size"]  # steps; compare whole epochs, not noisy single steps
+    assert sum(curve[-per_epoch:]) < 0.6 * sum(curve[:per_epoch])
     headline = "accuracy" if run_name == "sequence_run" else "f1"
     assert result.metrics["test"][headline] > 0.8
 

@@ -94,6 +94,11 @@ class TrainConfig:
     logging_steps: int = _opt(10, "log the training loss every N steps")
     save_total_limit: int = _opt(2, "checkpoints kept on disk besides the best one")
     seed: int = _opt(42, "random seed for initialisation and data order")
+    group_by_length: bool = _opt(
+        False,
+        "batch training examples of similar length: less padding and faster, but on small sentiment data"
+        " it cost accuracy in bench/ (SST-2 accuracy 84.3 shuffled, 75.3 grouped)",
+    )
     precision: str = _opt(
         "fp32", "number format for training: fp32, bf16 (autocast), or auto", choices=PRECISIONS
     )

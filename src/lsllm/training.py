@@ -85,7 +85,7 @@ def training_arguments(config: TrainConfig, run: RunFolder, steps_per_epoch: int
         logging_steps=min(config.logging_steps, max(1, steps_per_epoch)),
         seed=config.seed,
         bf16=use_bf16(config.precision),
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         remove_unused_columns=False,
         label_names=["labels"],
         report_to="none",
