@@ -80,3 +80,37 @@ def test_export_folder_is_self_contained_with_a_model_card(tiny_model, tmp_path)
     assert not any(name.startswith("adapter") for name in names)
     card = (folder / "README.md").read_text()
     assert "Attention: bidirectional; pooling: mean" in card and "neg, pos, neutral" in card
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "import lsllm; from transformers import AutoModelForTokenClassification",
+        "from transformers import AutoModelForTokenClassification; import lsllm",
+        "import peft; import lsllm.training; from transformers import AutoModelForTokenClassification",
+    ],
+)
+def test_transformers_knows_lsllm_models_whatever_the_import_order(imports):
+    check = (
+        "from lsllm.hf_model import LsllmConfig;"
+        " print(AutoModelForTokenClassification._model_mapping[LsllmConfig])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", f"{imports}; {check}"], capture_output=True, text=True, check=True
+    )
+    assert "LsllmForTokenClassification" in out.stdout
+
+
+def test_importing_lsllm_stays_light():
+    """`lsllm --help` must not pay for torch: registering with transformers waits until it is loaded."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, lsllm; print(sorted({'torch', 'transformers'} & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"

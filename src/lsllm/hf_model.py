@@ -8,18 +8,8 @@ ours, with `is_causal` set by the attention mode, so transformers rebuilds the s
 from __future__ import annotations
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    PretrainedConfig,
-    PreTrainedModel,
-)
+from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
-
-from lsllm.attention import check_attention
-from lsllm.modeling import LabelSupervisedModel
 
 MODEL_TYPE = "lsllm"
 
@@ -56,6 +46,12 @@ class _LsllmModel(PreTrainedModel):
     output_type: type = SequenceClassifierOutput
 
     def __init__(self, config: LsllmConfig) -> None:
+        # Imported here, not at the top: `register` runs while transformers' Auto model classes (and
+        # perhaps peft) are still importing, so this module must not need them to load.
+        from transformers import AutoModel
+
+        from lsllm.modeling import LabelSupervisedModel
+
         super().__init__(config)
         backbone = AutoModel.from_config(config.backbone_config())
         self.lsllm = LabelSupervisedModel(backbone, config.num_labels, config.task, config.pooling)
@@ -76,10 +72,6 @@ class _LsllmModel(PreTrainedModel):
         output = self.lsllm(input_ids, attention_mask, labels)
         return self.output_type(loss=output.get("loss"), logits=output["logits"])
 
-    def check(self) -> None:
-        """Prove the loaded backbone attends the way the run was trained (causal or bidirectional)."""
-        check_attention(self.lsllm.backbone, self.config.attention, self.lsllm.backbone.config.vocab_size)
-
 
 class LsllmForSequenceClassification(_LsllmModel):
     output_type = SequenceClassifierOutput
@@ -94,6 +86,8 @@ HF_CLASSES = {"sequence": LsllmForSequenceClassification, "token": LsllmForToken
 
 def register() -> None:
     """Make AutoConfig and AutoModelFor*Classification (and so pipelines) know model_type 'lsllm'."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
     AutoConfig.register(MODEL_TYPE, LsllmConfig, exist_ok=True)
     AutoModelForSequenceClassification.register(LsllmConfig, LsllmForSequenceClassification, exist_ok=True)
     AutoModelForTokenClassification.register(LsllmConfig, LsllmForTokenClassification, exist_ok=True)
