@@ -19,12 +19,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
-from bench.common import Settings, task_labels
-from bench.datasets import TASKS, prepare
+from bench.common import Settings, read_jsonl, task_labels, timed
+from bench.datasets import SPLITS, TASKS, prepare
 from bench.systems import SYSTEMS
 from lsllm.atomic import write_json_atomic
 
@@ -104,8 +104,7 @@ def run_one(args: argparse.Namespace, task_name: str, system_name: str, command:
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     result = system.run(task, paths, labels, settings, work_dir)
-    train_examples = sum(1 for _ in paths["train"].open())
-    evaluation_examples = sum(1 for _ in paths["evaluation"].open())
+    train_examples, selection_examples, evaluation_examples = (len(read_jsonl(paths[s])) for s in SPLITS)
     record = {
         "task": task.name,
         "kind": task.kind,
@@ -118,7 +117,7 @@ def run_one(args: argparse.Namespace, task_name: str, system_name: str, command:
         **environment(),
         "budget": {
             "train_examples": train_examples,
-            "selection_examples": sum(1 for _ in paths["selection"].open()),
+            "selection_examples": selection_examples,
             "epochs": task.budget.epochs,
             "max_length": task.budget.max_length,
             "evaluation_examples": evaluation_examples,
@@ -162,8 +161,9 @@ def jobs(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    command = shlex.join(["python", "-m", "bench.accuracy", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "bench.accuracy", *argv])
     if args.one:
         run_one(args, *args.one, command=os.environ.get("BENCH_COMMAND", command))
         return
@@ -173,25 +173,19 @@ def main(argv: list[str] | None = None) -> None:
     failed = []
     for number, (task, system) in enumerate(todo, start=1):
         print(f"[{number}/{len(todo)}] {task} / {system} ...", end=" ", flush=True)
-        started = time.perf_counter()
         log = logs / f"{task}__{system}.log"
         with log.open("w") as handle:
-            child = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.accuracy",
-                    *(sys.argv[1:] if argv is None else argv),
-                    "--one",
-                    task,
-                    system,
-                ],
-                cwd=ROOT,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "BENCH_COMMAND": command},
+            child, seconds = timed(
+                partial(
+                    subprocess.run,
+                    [sys.executable, "-m", "bench.accuracy", *argv, "--one", task, system],
+                    cwd=ROOT,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "BENCH_COMMAND": command},
+                )
             )
-        minutes = (time.perf_counter() - started) / 60
+        minutes = seconds / 60
         if child.returncode:
             failed.append(f"{task}/{system}")
             print(f"FAILED after {minutes:.1f} min; see {log}")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.datasets import Task
 
@@ -40,3 +43,10 @@ def task_labels(task: Task, paths: dict[str, Path]) -> list[str]:
         return [label for label in task.label_words if label in found] if task.label_words else sorted(found)
     types = sorted({tag[2:] for row in rows for tag in row["tags"] if tag != "O"})
     return ["O", *(f"{prefix}-{name}" for name in types for prefix in ("B", "I"))]
+
+
+def timed(work: Callable[[], Any]) -> tuple[Any, float]:
+    """Run `work` and return its result with the wall-clock seconds it took."""
+    started = time.perf_counter()
+    result = work()
+    return result, time.perf_counter() - started

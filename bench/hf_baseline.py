@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import time
 from pathlib import Path
 
 import numpy as np
-from peft import LoraConfig, get_peft_model
 from transformers import (
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
@@ -20,17 +18,15 @@ from transformers import (
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
     Trainer,
-    TrainingArguments,
 )
 
-from bench.common import Settings, read_jsonl
+from bench.common import Settings, read_jsonl, timed
 from bench.datasets import Task
-from lsllm.metrics import sequence_metrics, token_metrics
+from bench.recipe import training_arguments, with_lora
+from lsllm.metrics import selection_metric, sequence_metrics, token_metrics
+from lsllm.training import trainer_metrics
 
 IGNORE = -100
-# Every linear layer of a Llama-style block, as lsllm adapts by default. ("all-linear" would also wrap
-# the token-classification head, which peft then refuses to train fully.)
-DECODER_LINEAR_LAYERS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def _word_token_labels(tokenizer, words: list[str], tags: list[int], max_length: int) -> dict:
@@ -85,19 +81,6 @@ def _metrics(task: Task, names: list[str], rows: list[dict], output) -> dict:
     return token_metrics([row["tags"] for row in rows], predicted)
 
 
-def _selection_metrics(task: Task, names: list[str]):
-    def compute(output) -> dict:
-        predicted, gold = output.predictions.argmax(-1), output.label_ids
-        if task.kind == "sequence":
-            return {task.metric: sequence_metrics(gold.tolist(), predicted.tolist(), names)[task.metric]}
-        keep = gold != IGNORE
-        gold_tags = [[names[i] for i in row[k]] for row, k in zip(gold, keep, strict=True)]
-        predicted_tags = [[names[i] for i in row[k]] for row, k in zip(predicted, keep, strict=True)]
-        return {"f1": token_metrics(gold_tags, predicted_tags)["f1"]}
-
-    return compute
-
-
 def run(
     task: Task,
     paths: dict[str, Path],
@@ -121,17 +104,7 @@ def run(
         pad_token_id=tokenizer.pad_token_id,
     )
     if lora:
-        kind = "SEQ_CLS" if task.kind == "sequence" else "TOKEN_CLS"
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                task_type=kind,
-                r=settings.lora_r,
-                lora_alpha=settings.lora_alpha,
-                lora_dropout=settings.lora_dropout,
-                target_modules=DECODER_LINEAR_LAYERS,
-            ),
-        )
+        model = with_lora(model, settings, "SEQ_CLS" if task.kind == "sequence" else "TOKEN_CLS")
     rows = {split: read_jsonl(path) for split, path in paths.items()}
     encoded = {
         split: _encode(task, tokenizer, r, label_ids, task.budget.max_length) for split, r in rows.items()
@@ -141,31 +114,20 @@ def run(
     )
     trainer = Trainer(
         model=model,
-        args=TrainingArguments(
-            output_dir=str(work_dir / "checkpoints"),
-            num_train_epochs=task.budget.epochs,
+        args=training_arguments(
+            task,
+            settings,
+            work_dir,
             learning_rate=settings.learning_rate if lora else settings.encoder_learning_rate,
-            per_device_train_batch_size=settings.batch_size,
-            eval_strategy="epoch",
-            save_strategy="epoch",
-            save_total_limit=1,
-            load_best_model_at_end=True,
-            metric_for_best_model="f1" if task.kind == "token" else task.metric,
-            logging_steps=10,
-            seed=settings.seed,
-            report_to="none",
+            metric=selection_metric(task.kind),
         ),
         train_dataset=encoded["train"],
         eval_dataset=encoded["selection"],
         data_collator=collator,
-        compute_metrics=_selection_metrics(task, labels),
+        compute_metrics=trainer_metrics(task.kind, labels),
     )
-    started = time.perf_counter()
-    trainer.train()
-    train_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    output = trainer.predict(encoded["evaluation"])
-    eval_seconds = time.perf_counter() - started
+    _, train_seconds = timed(trainer.train)
+    output, eval_seconds = timed(lambda: trainer.predict(encoded["evaluation"]))
     return {
         "metrics": _metrics(task, labels, rows["evaluation"], output),
         "train_seconds": train_seconds,

@@ -7,15 +7,14 @@ whose first token is most likely, which is exact because every label starts with
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
-from bench.common import Settings, read_jsonl
+from bench.common import Settings, read_jsonl, timed
 from bench.datasets import Task
+from bench.recipe import training_arguments, with_lora
 from lsllm.metrics import sequence_metrics
 
 IGNORE = -100
@@ -120,33 +119,17 @@ def run(
     rows = {split: read_jsonl(path) for split, path in paths.items()}
     history, train_seconds = [], 0.0
     if tune:
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                task_type="CAUSAL_LM",
-                r=settings.lora_r,
-                lora_alpha=settings.lora_alpha,
-                lora_dropout=settings.lora_dropout,
-                target_modules="all-linear",
-            ),
-        )
+        model = with_lora(model, settings, "CAUSAL_LM")
         reduce, compute = _selection(prompter, task.metric)
         trainer = Trainer(
             model=model,
-            args=TrainingArguments(
-                output_dir=str(work_dir / "checkpoints"),
-                num_train_epochs=task.budget.epochs,
+            args=training_arguments(
+                task,
+                settings,
+                work_dir,
                 learning_rate=settings.learning_rate,
-                per_device_train_batch_size=settings.batch_size,
+                metric=task.metric,
                 per_device_eval_batch_size=EVAL_BATCH_SIZE,
-                eval_strategy="epoch",
-                save_strategy="epoch",
-                save_total_limit=1,
-                load_best_model_at_end=True,
-                metric_for_best_model=task.metric,
-                logging_steps=10,
-                seed=settings.seed,
-                report_to="none",
                 remove_unused_columns=False,
             ),
             train_dataset=[prompter.training_example(row) for row in rows["train"]],
@@ -155,15 +138,11 @@ def run(
             preprocess_logits_for_metrics=reduce,
             compute_metrics=compute,
         )
-        started = time.perf_counter()
-        trainer.train()
-        train_seconds = time.perf_counter() - started
+        _, train_seconds = timed(trainer.train)
         history = trainer.state.log_history
         model = model.merge_and_unload()
     model.eval()
-    started = time.perf_counter()
-    predicted = choose(model, prompter, rows["evaluation"])
-    eval_seconds = time.perf_counter() - started
+    predicted, eval_seconds = timed(lambda: choose(model, prompter, rows["evaluation"]))
     gold = [labels.index(row["label"]) for row in rows["evaluation"]]
     return {
         "metrics": sequence_metrics(gold, predicted, labels),

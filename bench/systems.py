@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from bench.common import SMOLLM2, Settings, read_jsonl
+from bench.common import SMOLLM2, Settings, read_jsonl, timed
 from bench.datasets import Task
 
 
@@ -48,16 +47,13 @@ def _lsllm(
         seed=settings.seed,
         save_total_limit=1,
     )
-    started = time.perf_counter()
-    result = train(config)
-    train_seconds = time.perf_counter() - started
+    result, train_seconds = timed(lambda: train(config))
     classifier = load(result.run_dir)
-    started = time.perf_counter()
-    metrics = classifier.evaluate(str(paths["evaluation"]))
+    metrics, eval_seconds = timed(lambda: classifier.evaluate(str(paths["evaluation"])))
     return {
         "metrics": metrics,
         "train_seconds": train_seconds,
-        "eval_seconds": time.perf_counter() - started,
+        "eval_seconds": eval_seconds,
         "history": read_jsonl(result.run_dir / "training_log.jsonl"),
     }
 
