@@ -19,6 +19,14 @@ SEQUENCE_LABELS = ["neg", "pos", "neutral"]
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 
 
+def lora_model(model_path, task: str, attention: str, pooling: str = "last", seed: int = 0):
+    """A run's config, labels and a LoRA-wrapped model with a random head, as training starts them."""
+    config = TrainConfig(model=str(model_path), task=task, attention=attention, pooling=pooling, lora_r=4)
+    labels = LabelMap.from_names(SEQUENCE_LABELS if task == "sequence" else TAGS)
+    torch.manual_seed(seed)
+    return config, labels, add_lora(build_model(config, len(labels)), 4, 8, 0.0, None)
+
+
 def untrained_classifier(
     model_path,
     task: str,
@@ -28,22 +36,16 @@ def untrained_classifier(
     seed: int = 0,
 ) -> Classifier:
     """A classifier with a random head: enough to test what the method computes, without training."""
-    config = TrainConfig(model=str(model_path), task=task, attention=attention, pooling=pooling)
+    config, labels, model = lora_model(model_path, task, attention, pooling, seed)
     tokenizer = load_tokenizer(str(model_path))
     if padding_side:
         tokenizer.padding_side = padding_side
-    labels = LabelMap.from_names(SEQUENCE_LABELS if task == "sequence" else TAGS)
-    torch.manual_seed(seed)
-    model = add_lora(build_model(config, len(labels)), 4, 8, 0.0, None)
     return Classifier(model, tokenizer, TaskData(config, labels, Encoder(tokenizer, config.max_length)))
 
 
 def saved_run(model_path, folder, task: str, attention: str, pooling: str = "last") -> Path:
     """A run folder as training leaves it, with non-zero LoRA weights (so merging them changes the model)."""
-    config = TrainConfig(model=str(model_path), task=task, attention=attention, pooling=pooling, lora_r=4)
-    labels = LabelMap.from_names(SEQUENCE_LABELS if task == "sequence" else TAGS)
-    torch.manual_seed(0)
-    model = add_lora(build_model(config, len(labels)), 4, 8, 0.0, None)
+    config, labels, model = lora_model(model_path, task, attention, pooling)
     for name, parameter in model.named_parameters():
         if "lora_B" in name:
             parameter.data.normal_(0, 0.5)

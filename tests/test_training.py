@@ -170,3 +170,15 @@ def test_truncation_is_reported_once_per_file(tiny_model, sentiment_files, tmp_p
     assert len(warnings) == 3
     for split in ("train", "dev", "test"):
         assert sum(str(sentiment_files[split]) in w for w in warnings) == 1
+
+
+def test_training_batches_are_shuffled_unless_length_grouping_is_asked_for(tmp_path):
+    from lsllm.cli import build_parser, config_from_args
+    from lsllm.training import training_arguments
+
+    def sampling(*flags: str) -> str:
+        config = config_from_args(build_parser().parse_args(["train", "--task", "sequence", *flags]))
+        return training_arguments(config, RunFolder(tmp_path), steps_per_epoch=4).train_sampling_strategy
+
+    assert sampling() == "random"
+    assert sampling("--group-by-length") == "group_by_length"
