@@ -182,3 +182,15 @@ def test_training_batches_are_shuffled_unless_length_grouping_is_asked_for(tmp_p
 
     assert sampling() == "random"
     assert sampling("--group-by-length") == "group_by_length"
+
+
+@pytest.mark.parametrize(
+    "option", [{"packing": False}, {"gradient_checkpointing": True}], ids=["unpacked", "checkpointed"]
+)
+def test_speed_and_memory_options_train_the_same_model(tiny_model, ner_files, tmp_path, option):
+    """Packing and gradient checkpointing change how the steps are computed, not what they compute."""
+    short = dict(epochs=2, lora_dropout=0.0)
+    baseline = train_run(tiny_model, ner_files, "token", tmp_path / "packed", **short)
+    other = train_run(tiny_model, ner_files, "token", tmp_path / "other", **short, **option)
+    assert losses(other.run_dir) == pytest.approx(losses(baseline.run_dir), rel=1e-4)
+    assert other.metrics["test"]["f1"] == pytest.approx(baseline.metrics["test"]["f1"], abs=1e-6)

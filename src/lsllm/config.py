@@ -100,7 +100,18 @@ class TrainConfig:
         " it cost accuracy in bench/ (SST-2 accuracy 84.3 shuffled, 75.3 grouped)",
     )
     precision: str = _opt(
-        "fp32", "number format for training: fp32, bf16 (autocast), or auto", choices=PRECISIONS
+        "auto",
+        "number format for training: bf16 (autocast), fp32, or auto: bf16 on GPUs and CPUs with native"
+        " bf16 units (AVX-512 BF16, AMX), fp32 elsewhere, where bf16 is emulated and slow",
+        choices=PRECISIONS,
+    )
+    packing: bool = _opt(
+        True,
+        "pack short examples side by side into fewer rows (attention stays inside each example) instead of"
+        " padding each to the batch's longest; same result, less computed",
+    )
+    gradient_checkpointing: bool = _opt(
+        False, "recompute the backbone's activations during the backward pass: less memory, slower steps"
     )
     attn_implementation: str | None = _opt(
         None, "transformers attention backend: eager or sdpa (default: its choice)"

@@ -13,18 +13,22 @@ from lsllm.config import TrainConfig
 from lsllm.data.encoding import IGNORE_INDEX
 from lsllm.errors import LsllmError
 from lsllm.models import load_failure, resolve_model
+from lsllm.packing import PACKABLE_ATTENTION, plan_packing
 from lsllm.pooling import pool
 
 
 class LabelSupervisedModel(nn.Module):
     """Backbone without its language-model head, plus a head that maps hidden states to label logits."""
 
-    def __init__(self, backbone: nn.Module, num_labels: int, task: str, pooling: str) -> None:
+    def __init__(
+        self, backbone: nn.Module, num_labels: int, task: str, pooling: str, packing: bool = True
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.config = backbone.config
         self.task = task
         self.pooling = pooling
+        self.packing = packing
         self.head = nn.Linear(backbone.config.hidden_size, num_labels, dtype=torch.float32)
         # Start like transformers' own classification heads: small normal weights, zero bias. PyTorch's
         # default Linear init starts from larger logits and learned slower (SST-2 in bench/: 66.9% -> 75.3%).
@@ -38,7 +42,7 @@ class LabelSupervisedModel(nn.Module):
         labels: torch.Tensor | None = None,
         **_: object,
     ) -> dict[str, torch.Tensor]:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = self.hidden_states(input_ids, attention_mask)
         if self.task == "sequence":
             hidden = pool(hidden, attention_mask, self.pooling)
         logits = self.head(hidden.to(self.head.weight.dtype))
@@ -48,6 +52,19 @@ class LabelSupervisedModel(nn.Module):
                 logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX
             )
         return output
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Final-layer states in the padded layout, computed on a packed batch when that saves rows."""
+        implementation = self.config._attn_implementation
+        packable = self.packing and implementation in PACKABLE_ATTENTION
+        packing = plan_packing(attention_mask) if packable else None
+        if packing is None:
+            return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = packing.attention_mask(self.config.is_causal, implementation, self.backbone.dtype)
+        packed = self.backbone(
+            input_ids=packing.gather(input_ids), attention_mask=mask, position_ids=packing.position_ids
+        ).last_hidden_state
+        return packing.scatter(packed, *input_ids.shape)
 
 
 def load_backbone(
@@ -78,7 +95,7 @@ def build_model(config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
         config.attn_implementation,
         config.trust_remote_code,
     )
-    return LabelSupervisedModel(backbone, num_labels, config.task, config.pooling)
+    return LabelSupervisedModel(backbone, num_labels, config.task, config.pooling, config.packing)
 
 
 def linear_layer_names(module: nn.Module) -> list[str]:

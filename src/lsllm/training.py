@@ -109,6 +109,9 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     dev_set = data.encode(dev_examples, config.dev)
 
     core = build_model(config, len(data.labels))
+    if config.gradient_checkpointing:  # non-reentrant: works with a frozen embedding under LoRA
+        enable = getattr(core.backbone, "activation_checkpointing_enable", None)  # its name from 5.x on
+        (enable or core.backbone.gradient_checkpointing_enable)({"use_reentrant": False})
     model = add_lora(core, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
     run.save_setup(config, data.labels, tokenizer)
 
