@@ -254,3 +254,36 @@ def test_unknown_preset_in_a_config_file_is_a_one_line_error(tmp_path, in_proces
     config.write_text(yaml.safe_dump({"preset": "fastest"}))
     message = one_line_error(in_process("train", "--config", str(config)))
     assert "unknown preset 'fastest'" in message and "paper, quick" in message
+
+
+@pytest.mark.parametrize("merge", [[], ["--merge"]], ids=["unmerged", "merged"])
+def test_export_folder_works_in_predict_and_eval_like_the_run(cli_runs, tmp_path, in_process, merge):
+    root, seq, _ = cli_runs
+    run, folder = root / "seq-run", tmp_path / "export"
+    result = in_process("export", str(run), "--output", str(folder), *merge)
+    assert result.returncode == 0, result.stderr
+    assert f"export written to {folder}" in result.stdout
+    assert ("lora" in json.loads((folder / "config.json").read_text())) == (not merge)
+    predicted = [in_process("predict", str(path), "the film was good") for path in (run, folder)]
+    rows = [json.loads(p.stdout.strip().splitlines()[-1]) for p in predicted]
+    assert rows[1]["label"] == rows[0]["label"] and rows[1]["score"] == pytest.approx(rows[0]["score"])
+    metrics = tmp_path / "metrics.json"
+    evaluated = in_process("eval", str(folder), "--data", str(seq["test"]), "--output", str(metrics))
+    assert evaluated.returncode == 0, evaluated.stderr
+    test = json.loads((run / "metrics.json").read_text())["test"]
+    assert json.loads(metrics.read_text())["accuracy"] == test["accuracy"]
+
+
+def test_export_errors_are_one_line(cli_runs, tiny_model, tmp_path, in_process):
+    root, _, _ = cli_runs
+
+    def export_error(run, output) -> str:
+        return one_line_error(in_process("export", str(run), "--output", str(output)))
+
+    assert "not found" in export_error(tmp_path / "no-run", tmp_path / "out")
+    assert "neither an lsllm run folder nor an export" in export_error(tiny_model, tmp_path / "out")
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("keep me")
+    assert "not replaced" in export_error(root / "seq-run", occupied)
+    assert (occupied / "notes.txt").read_text() == "keep me" and not (tmp_path / "out").exists()

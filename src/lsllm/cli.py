@@ -12,6 +12,7 @@ from pathlib import Path
 from lsllm.atomic import write_json_atomic
 from lsllm.config import PREDICT_BATCH_SIZE, PRESETS, TrainConfig, flag, read_yaml
 from lsllm.errors import LsllmError
+from lsllm.serve import ServeOptions
 
 DESCRIPTION = """Label-supervised fine-tuning of decoder LLMs: a linear head on the final hidden states,
 LoRA on the backbone, cross-entropy on your labels. Causal attention (LS-LLaMA) or bidirectional
@@ -21,6 +22,16 @@ TRAIN_EXAMPLE = """example:
   lsllm train --model smollm2-135m --task token --train train.txt --dev valid.txt --test test.txt \\
       --output runs/ner --attention bidirectional --epochs 1
   Values can also come from --config run.yaml (keys are the flag names); flags override the file."""
+
+PREDICT_NOTES = """long inputs:
+  A sequence run keeps the first --max-length tokens the run was trained with (of a text pair, the
+  longer text loses its end first), and such a row says "truncated": true. A token run tags every word
+  of an input of any length, in windows of --max-length tokens that overlap by a quarter; each word is
+  tagged by the window where it has the most context.
+raw text (token runs):
+  Split into words as CoNLL data is: letters and digits, keeping inner . - ' ("U.S.", "well-known",
+  "O'Neil"); each punctuation mark or symbol is a word; "'s" is split off. Entities carry start_char
+  and end_char, which slice the original text."""
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train)
 
     evaluate = commands.add_parser("eval", help="score a run on a labelled file and write the metrics")
-    evaluate.add_argument("run", help="run folder written by 'lsllm train'")
+    evaluate.add_argument("run", help="run folder written by 'lsllm train', or an 'lsllm export' folder")
     evaluate.add_argument("--data", required=True, help="labelled file in the run's format")
     evaluate.add_argument("--output", help="metrics JSON to write (default: RUN/eval-<data name>.json)")
     evaluate.add_argument(
@@ -83,11 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"examples per batch (default: {PREDICT_BATCH_SIZE})",
     )
 
-    predict = commands.add_parser("predict", help="predict labels (or tags and entities) for new text")
-    predict.add_argument("run", help="run folder written by 'lsllm train'")
+    predict = commands.add_parser(
+        "predict",
+        help="predict labels (or tags and entities) for new text",
+        epilog=PREDICT_NOTES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    predict.add_argument("run", help="run folder written by 'lsllm train', or an 'lsllm export' folder")
     predict.add_argument("text", nargs="?", help="one text to predict (printed as JSON); or use --input")
     predict.add_argument("--input", help="file of inputs: rows with the text field(s), or {'tokens': [...]}")
     predict.add_argument("--output", help="JSON-lines file to write (default: print to the terminal)")
+    predict.add_argument(
+        "--top-k",
+        type=int,
+        metavar="K",
+        help='sequence runs: add the K likeliest labels to each row as "top", best first',
+    )
     predict.add_argument(
         "--text-field",
         action="extend",
@@ -100,6 +122,49 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=PREDICT_BATCH_SIZE,
         help=f"examples per batch (default: {PREDICT_BATCH_SIZE})",
+    )
+
+    serve = commands.add_parser(
+        "serve",
+        help="answer predictions over HTTP (JSON API, docs at /docs)",
+        description="Serve a model over HTTP: POST /predict, GET /health, GET /labels, docs at /docs."
+        " Concurrent requests are merged into shared prediction batches. SIGTERM or Ctrl+C stops it"
+        " after the requests in flight are answered.",
+    )
+    serve.add_argument("run", metavar="RUN_OR_EXPORT", help="run folder of 'lsllm train', or an export")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only); 0.0.0.0 exposes the service,"
+        " which has no authentication, to every network the machine is on",
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
+    for f in dataclasses.fields(ServeOptions):
+        serve.add_argument(
+            f"--{flag(f.name)}",
+            type=type(f.default),
+            default=f.default,
+            help=f"{f.metadata['help']} (default: %(default)s)",
+        )
+
+    export = commands.add_parser(
+        "export",
+        help="write a run as one folder that plain transformers loads",
+        description="Write a run as one self-contained folder: config.json and model.safetensors"
+        " (backbone, LoRA and head), the tokenizer, the run's config.yaml and labels.json, and a model"
+        " card. 'lsllm predict/eval' and lsllm.load read it like the run; plain transformers loads it"
+        " (AutoModelFor*Classification, pipeline) once lsllm is imported, with no trust_remote_code"
+        " and no copy of the base model.",
+    )
+    export.add_argument("run", help="run folder written by 'lsllm train'")
+    export.add_argument(
+        "--output", required=True, metavar="DIR", help="folder to write (an earlier export there is replaced)"
+    )
+    export.add_argument(
+        "--merge",
+        action="store_true",
+        help="fold LoRA into the backbone's weights: loads without peft and predicts a little faster in"
+        " plain transformers (default: keep the LoRA weights apart, exactly as trained)",
     )
     return parser
 
@@ -144,7 +209,11 @@ def run_predict(args: argparse.Namespace) -> None:
         classifier.data.config = dataclasses.replace(classifier.data.config, text_field=args.text_field)
     inputs = [args.text] if args.text is not None else read_prediction_inputs(classifier.data, args.input)
     rows = classifier.predict(
-        inputs, batch_size=args.batch_size, progress=args.input is not None, source=args.input or "the text"
+        inputs,
+        batch_size=args.batch_size,
+        progress=args.input is not None,
+        source=args.input or "the text",
+        top_k=args.top_k,
     )
     if args.output:
         write_jsonl_atomic(Path(args.output), rows)
@@ -152,6 +221,23 @@ def run_predict(args: argparse.Namespace) -> None:
     else:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    from lsllm.inference import Classifier
+    from lsllm.serve import bind, serve
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeOptions)}
+    options = ServeOptions(**values).check()
+    sock = bind(args.host, args.port)  # before loading, so a busy port fails fast
+    serve(Classifier.load(args.run), sock, options, args.run)
+
+
+def run_export(args: argparse.Namespace) -> None:
+    from lsllm.export import export_run
+
+    folder = export_run(args.run, args.output, merge=args.merge)
+    print(f"{'merged' if args.merge else 'unmerged'} export written to {folder}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,14 +248,21 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()  # weight-loading bars would break one-line errors
     args = build_parser().parse_args(argv)
-    commands = {"train": run_train, "eval": run_eval, "predict": run_predict}
+    commands = {
+        "train": run_train,
+        "eval": run_eval,
+        "predict": run_predict,
+        "serve": run_serve,
+        "export": run_export,
+    }
     try:
         commands[args.command](args)
     except LsllmError as error:
         print(f"lsllm: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("lsllm: interrupted; a training run can continue with 'lsllm train --resume'", file=sys.stderr)
+        hint = "; a training run can continue with 'lsllm train --resume'" if args.command == "train" else ""
+        print(f"lsllm: interrupted{hint}", file=sys.stderr)
         return 130
     return 0
 

@@ -2,7 +2,8 @@
 
 `import lsllm` registers them with the Auto classes. No `trust_remote_code` is needed: the code comes
 from the installed lsllm, never from the model folder. The backbone's own config is kept whole inside
-ours, with `is_causal` set by the attention mode, so transformers rebuilds the same decoder.
+ours, with `is_causal` set by the attention mode, so transformers rebuilds the same decoder. An export
+that keeps LoRA apart also keeps its peft settings in the config, and the LoRA layers are rebuilt on load.
 """
 
 from __future__ import annotations
@@ -23,13 +24,22 @@ class LsllmConfig(PretrainedConfig):
         task: str = "sequence",
         attention: str = "causal",
         pooling: str = "last",
+        lora: dict | None = None,
         **kwargs,
     ) -> None:
         self.backbone = backbone or {}
         self.task = task
         self.attention = attention
         self.pooling = pooling
+        # peft LoraConfig arguments while the backbone's LoRA layers are kept apart; None once merged.
+        self.lora = lora
         super().__init__(**kwargs)
+
+    def to_dict(self) -> dict:
+        values = super().to_dict()
+        if values.get("lora") is None:  # a merged model's config.json says nothing about LoRA
+            values.pop("lora", None)
+        return values
 
     def backbone_config(self) -> PretrainedConfig:
         values = dict(self.backbone)
@@ -54,8 +64,28 @@ class _LsllmModel(PreTrainedModel):
 
         super().__init__(config)
         backbone = AutoModel.from_config(config.backbone_config())
+        if config.lora:
+            from peft import LoraConfig, inject_adapter_in_model
+
+            inject_adapter_in_model(LoraConfig(**config.lora), backbone)
         self.lsllm = LabelSupervisedModel(backbone, config.num_labels, config.task, config.pooling)
         self.post_init()
+
+    def merge_lora(self) -> None:
+        """Fold the LoRA layers into the backbone's weights: the same outputs, faster, and no peft needed."""
+        if not self.config.lora:
+            return
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        backbone = self.lsllm.backbone
+        for name, module in list(backbone.named_modules()):
+            if isinstance(module, BaseTunerLayer):
+                module.merge()
+                parent, _, child = name.rpartition(".")
+                setattr(backbone.get_submodule(parent), child, module.get_base_layer())
+        if hasattr(backbone, "peft_config"):  # set by peft's injection; stale now that no layer uses it
+            del backbone.peft_config
+        self.config.lora = None
 
     def _init_weights(self, module: torch.nn.Module) -> None:
         """Weights always come from the exported file; nothing needs a fresh initialisation."""

@@ -12,14 +12,14 @@ from tqdm.auto import tqdm
 
 from lsllm.config import PREDICT_BATCH_SIZE
 from lsllm.data.collate import Collator
-from lsllm.data.encoding import Encoder, WordAlignment, word_spans
+from lsllm.data.encoding import Encoder, WordAlignment, join_words
 from lsllm.data.readers import SequenceExample
 from lsllm.data.task import TaskData
+from lsllm.data.words import word_spans
 from lsllm.errors import LsllmError
+from lsllm.export import open_trained
 from lsllm.metrics import sequence_metrics, token_metrics
-from lsllm.modeling import build_model
 from lsllm.models import load_tokenizer
-from lsllm.run import TOKENIZER, RunFolder
 
 SequenceInput = str | tuple[str, str]
 TokenInput = str | list[str]
@@ -42,20 +42,12 @@ class Classifier:
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | torch.device | None = None) -> Classifier:
-        """Rebuild the model of a run folder: base model, attention mode, LoRA adapter and head."""
-        run = RunFolder(Path(run_dir))
-        run.check()
+        """Rebuild the model of a run folder (`lsllm train`) or an export folder (`lsllm export`)."""
+        run = open_trained(run_dir)
         config = run.load_config()
         labels = run.load_labels()
-        tokenizer = load_tokenizer(str(run.path / TOKENIZER))
-        core = build_model(config, len(labels))
-        try:
-            model = PeftModel.from_pretrained(core, str(run.path))
-        except Exception as error:  # safetensors, shape and key errors all mean the same thing here
-            reason = str(error).splitlines()[0][:200]
-            raise LsllmError(
-                f"cannot load the weights in {run.path} ({reason}); the run is corrupt, retrain it"
-            ) from None
+        tokenizer = load_tokenizer(str(run.tokenizer_path))
+        model = run.load_model(config, len(labels))
         model.to(device or default_device())
         return cls(model, tokenizer, TaskData(config, labels, Encoder(tokenizer, config.max_length)))
 
@@ -93,12 +85,15 @@ class Classifier:
         batch_size: int = PREDICT_BATCH_SIZE,
         progress: bool = False,
         source: str = "the input",
+        top_k: int | None = None,
     ) -> list[dict]:
-        """Sequence task: texts (or text pairs). Token task: raw texts or lists of words."""
+        """Sequence task: texts (or text pairs); `top_k` adds the k likeliest labels as "top". Token task:
+        raw texts (split into words as lsllm.data.words says) or lists of words."""
         if self.task == "sequence":
             examples = [SequenceExample(*x) if isinstance(x, tuple) else SequenceExample(x) for x in inputs]
-            return self.predict_examples(examples, batch_size, progress, source)
-        return self._predict_words(list(inputs), batch_size, progress, source)
+            return self.predict_examples(examples, batch_size, progress, source, top_k)
+        self._check_top_k(top_k)
+        return self._predict_words(list(inputs), batch_size, progress)
 
     def predict_examples(
         self,
@@ -106,68 +101,95 @@ class Classifier:
         batch_size: int = PREDICT_BATCH_SIZE,
         progress: bool = False,
         source: str = "the input",
+        top_k: int | None = None,
     ) -> list[dict]:
-        """Predict for examples as read from a file (the labels, if any, are ignored)."""
+        """Predict for examples as read from a file (the labels, if any, are ignored). A sequence longer
+        than max_length keeps its first max_length tokens and its row says `"truncated": true`; a token
+        input of any length is tagged whole, in overlapping windows (Encoder.windows)."""
+        self._check_top_k(top_k)
         if self.task == "token":
-            return self._predict_words([e.tokens for e in examples], batch_size, progress, source)
+            return self._predict_words([e.tokens for e in examples], batch_size, progress)
         for i, example in enumerate(examples):
             if not example.text.strip():
                 raise LsllmError(f"input {i + 1} is empty; give a non-empty text")
         features = self.data.encode(examples, source, with_labels=False)
-        return [self._sequence_row(row) for row in self.logits(features, batch_size, progress)]
+        all_logits = self.logits(features, batch_size, progress)
+        return [
+            self._sequence_row(logits, feature.get("truncated", False), top_k)
+            for feature, logits in zip(features, all_logits, strict=True)
+        ]
 
-    def _sequence_row(self, logits: torch.Tensor) -> dict:
+    def _check_top_k(self, top_k: int | None) -> None:
+        if top_k is None:
+            return
+        if self.task == "token":
+            raise LsllmError("top_k applies to sequence runs only; leave it out for a token run")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise LsllmError(f"top_k must be a whole number of at least 1, not {top_k!r}")
+
+    def _sequence_row(self, logits: torch.Tensor, truncated: bool, top_k: int | None) -> dict:
         probs = logits.softmax(-1)
         best = int(probs.argmax())
         names = self.data.labels.names
-        return {
+        row = {
             "label": names[best],
             "score": float(probs[best]),
             "probs": {str(name): float(p) for name, p in zip(names, probs, strict=True)},
         }
+        if top_k is not None:  # a stable sort: equal scores keep the head's order, as argmax does
+            ranked = sorted(range(len(names)), key=lambda i: -float(probs[i]))[:top_k]
+            row["top"] = [{"label": names[i], "score": float(probs[i])} for i in ranked]
+        if truncated:
+            row["truncated"] = True
+        return row
 
-    def _predict_words(
-        self, inputs: list[TokenInput], batch_size: int, progress: bool, source: str
-    ) -> list[dict]:
-        encoder = self.data.encoder
+    def _predict_words(self, inputs: list[TokenInput], batch_size: int, progress: bool) -> list[dict]:
+        """Tag every word of each input, in as many windows of at most max_length tokens as it needs."""
+        causal = self.data.config.attention == "causal"
         prepared = []
         for i, item in enumerate(inputs):
             if isinstance(item, str):
-                spans = word_spans(item)
+                text, spans = item, word_spans(item)
                 words = [item[s:e] for s, e in spans]
-                alignment = encoder.align_text(item, spans)
             else:
-                words, spans = list(item), None
-                alignment = encoder.align(words)
+                words = list(item)
+                text, spans = join_words(words)
             if not words:
                 raise LsllmError(f"input {i + 1} has no words; give a non-empty text")
-            prepared.append((words, spans, alignment))
-        features = encoder.encode_tokens([a for _, _, a in prepared], None, source)
-        all_logits = self.logits(features, batch_size, progress)
-        return [self._token_row(*item, logits) for item, logits in zip(prepared, all_logits, strict=True)]
+            windows = self.data.encoder.windows(text, spans, causal)
+            prepared.append((words, text if isinstance(item, str) else None, spans, windows))
+        features = [{"input_ids": w.input_ids} for *_, windows in prepared for w in windows]
+        all_logits = iter(self.logits(features, batch_size, progress))
+        return [
+            self._token_row(words, text, spans, [(w, next(all_logits)) for w in windows])
+            for words, text, spans, windows in prepared
+        ]
 
-    def _token_row(self, words: list[str], spans, alignment: WordAlignment, logits: torch.Tensor) -> dict:
-        probs = logits.softmax(-1)
+    def _token_row(
+        self,
+        words: list[str],
+        text: str | None,
+        spans: list[tuple[int, int]],
+        windows: list[tuple[WordAlignment, torch.Tensor]],
+    ) -> dict:
+        """Tags from the window that predicts each word; entities with character offsets for raw text."""
         names = [str(n) for n in self.data.labels.names]
-        tags, scores = [], []
-        for token in alignment.word_tokens:
-            if token is None:  # cut off by --max-length
-                tags.append("O")
-                scores.append(None)
-            else:
-                best = int(probs[token].argmax())
-                tags.append(names[best])
-                scores.append(float(probs[token, best]))
+        tags: list[str] = ["O"] * len(words)
+        scores: list[float | None] = [None] * len(words)  # None: the tokenizer gave the word no token
+        for alignment, logits in windows:
+            probs = logits.softmax(-1)
+            for word, token in enumerate(alignment.word_tokens):
+                if token is not None:
+                    best = int(probs[token].argmax())
+                    tags[word], scores[word] = names[best], float(probs[token, best])
         entities = []
         for kind, start, last in get_entities(tags):
-            entity = {
-                "type": kind,
-                "start": start,
-                "end": last + 1,
-                "text": " ".join(words[start : last + 1]),
-            }
-            if spans is not None:
-                entity["start_char"], entity["end_char"] = spans[start][0], spans[last][1]
+            entity = {"type": kind, "start": start, "end": last + 1}
+            if text is None:
+                entity["text"] = " ".join(words[start : last + 1])
+            else:
+                begin, end = spans[start][0], spans[last][1]
+                entity.update(text=text[begin:end], start_char=begin, end_char=end)
             entities.append(entity)
         return {"tokens": words, "tags": tags, "scores": scores, "entities": entities}
 
@@ -189,5 +211,5 @@ class Classifier:
 
 
 def load(run_dir: str | Path, device: str | None = None) -> Classifier:
-    """Load a run folder written by `lsllm train` for prediction and evaluation."""
+    """Load a run folder written by `lsllm train`, or an export by `lsllm export`, to predict and evaluate."""
     return Classifier.load(run_dir, device)

@@ -14,6 +14,7 @@ from lsllm.atomic import write_json_atomic
 from lsllm.config import TrainConfig
 from lsllm.data.labels import LabelMap
 from lsllm.errors import LsllmError
+from lsllm.modeling import build_model
 
 CONFIG = "config.yaml"
 LABELS = "labels.json"
@@ -59,17 +60,40 @@ class RunFolder:
             shutil.rmtree(target)
         os.replace(tmp, target)
 
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / TOKENIZER
+
     def check(self) -> None:
         """Make sure this is a complete run folder before anything heavy is loaded."""
         if not self.path.is_dir():
-            raise LsllmError(f"run folder not found: {self.path}; pass the --output folder of 'lsllm train'")
+            raise LsllmError(
+                f"run folder not found: {self.path}; "
+                "pass the --output folder of 'lsllm train' or 'lsllm export'"
+            )
         needed = (CONFIG, LABELS, TOKENIZER, ADAPTER_CONFIG, ADAPTER_WEIGHTS)
         missing = [name for name in needed if not (self.path / name).exists()]
+        if len(missing) == len(needed):
+            raise LsllmError(
+                f"{self.path} is neither an lsllm run folder nor an export (no {CONFIG} or config.json); "
+                "pass the --output folder of 'lsllm train' or 'lsllm export'"
+            )
         if missing:
             raise LsllmError(
                 f"{self.path} is not a complete lsllm run (missing {', '.join(missing)}); "
                 "finish training with 'lsllm train --resume' or retrain"
             )
+
+    def load_model(self, config: TrainConfig, num_labels: int) -> PeftModel:
+        """The trained model: base model, attention mode, LoRA adapter (not merged) and head."""
+        core = build_model(config, num_labels)
+        try:
+            return PeftModel.from_pretrained(core, str(self.path))
+        except Exception as error:  # safetensors, shape and key errors all mean the same thing here
+            reason = str(error).splitlines()[0][:200]
+            raise LsllmError(
+                f"cannot load the weights in {self.path} ({reason}); the run is corrupt, retrain it"
+            ) from None
 
     def load_config(self) -> TrainConfig:
         return TrainConfig.from_yaml(self.path / CONFIG)

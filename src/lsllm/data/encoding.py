@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from lsllm.data.readers import SequenceExample
+from lsllm.data.windows import best_windows, cut_windows
 
 IGNORE_INDEX = -100
 logger = logging.getLogger("lsllm")
@@ -30,11 +31,6 @@ class WordAlignment:
         return owners
 
 
-def word_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of the whitespace-separated words of raw text."""
-    return [match.span() for match in re.finditer(r"\S+", text)]
-
-
 def join_words(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
     """Join pre-split words with single spaces, remembering where each one lands."""
     spans, start = [], 0
@@ -53,15 +49,21 @@ def align_words(tokenizer, text: str, spans: list[tuple[int, int]], max_length: 
         return_offsets_mapping=True,
         return_overflowing_tokens=False,
     )
+    word_tokens = first_tokens(text, spans, encoding["offset_mapping"])
+    return WordAlignment(encoding["input_ids"], word_tokens, truncated=None in word_tokens)
+
+
+def first_tokens(text: str, spans: list[tuple[int, int]], offsets: list[tuple[int, int]]) -> list[int | None]:
+    """For each word span, the index of the first token whose characters overlap it (None if none does)."""
     char_word = [-1] * len(text)
     for word, (start, end) in enumerate(spans):
         char_word[start:end] = [word] * (end - start)
     word_tokens: list[int | None] = [None] * len(spans)
-    for token, (start, end) in enumerate(encoding["offset_mapping"]):
+    for token, (start, end) in enumerate(offsets):
         for word in sorted({char_word[c] for c in range(start, end)} - {-1}):
             if word_tokens[word] is None:
                 word_tokens[word] = token
-    return WordAlignment(encoding["input_ids"], word_tokens, truncated=None in word_tokens)
+    return word_tokens
 
 
 class Encoder:
@@ -75,15 +77,18 @@ class Encoder:
     def encode_sequences(
         self, examples: list[SequenceExample], label_ids: list[int] | None, source: str
     ) -> list[dict]:
+        """Token ids of each text, cut to its first max_length tokens (a pair: the longer text loses its end
+        first); a cut one is marked `"truncated": True`."""
         features, truncated = [], 0
         for i, example in enumerate(examples):
             ids = self.tokenizer(example.text, example.text_pair, truncation=False)["input_ids"]
-            if len(ids) > self.max_length:
-                truncated += 1
+            cut = len(ids) > self.max_length
+            if cut:
                 ids = self.tokenizer(
                     example.text, example.text_pair, truncation=True, max_length=self.max_length
                 )["input_ids"]
-            feature = {"input_ids": ids}
+            feature = {"input_ids": ids, "truncated": True} if cut else {"input_ids": ids}
+            truncated += cut
             if label_ids is not None:
                 feature["labels"] = label_ids[i]
             features.append(feature)
@@ -96,6 +101,34 @@ class Encoder:
 
     def align_text(self, text: str, spans: list[tuple[int, int]]) -> WordAlignment:
         return align_words(self.tokenizer, text, spans, self.max_length)
+
+    def windows(self, text: str, spans: list[tuple[int, int]], causal: bool) -> list[WordAlignment]:
+        """Prediction's encoding: the whole text, in windows of at most max_length tokens (one window,
+        identical to `align_text`, when it fits). Each word's token is set in exactly one window, the one
+        that gives it the most context; see lsllm.data.windows."""
+        prefix, suffix = self._special_tokens
+        encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = encoding["input_ids"]
+        starts = first_tokens(text, spans, encoding["offset_mapping"])
+        size = max(1, self.max_length - len(prefix) - len(suffix))
+        ranges = cut_windows([t for t in starts if t is not None], len(ids), size)
+        owners = best_windows(starts, ranges, len(ids), causal)
+        windows = []
+        for window, (start, end) in enumerate(ranges):
+            shift = len(prefix) - start
+            tokens = [t + shift if owner == window else None for t, owner in zip(starts, owners, strict=True)]
+            windows.append(WordAlignment(prefix + ids[start:end] + suffix, tokens, truncated=False))
+        return windows
+
+    @cached_property
+    def _special_tokens(self) -> tuple[list[int], list[int]]:
+        """The ids the tokenizer puts before and after every text (a BOS, an EOS), found with a probe."""
+        bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = self.tokenizer("a")["input_ids"]
+        for i in range(len(full) - len(bare) + 1):
+            if full[i : i + len(bare)] == bare:
+                return full[:i], full[i + len(bare) :]
+        return [], []
 
     def encode_tokens(
         self, alignments: list[WordAlignment], tag_ids: list[list[int]] | None, source: str

@@ -1,0 +1,263 @@
+"""The HTTP app of `lsllm serve`: /predict (micro-batched), /health and /labels, with OpenAPI docs."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from lsllm.batching import MicroBatcher
+from lsllm.errors import LsllmError
+from lsllm.serve import ServeOptions
+
+if TYPE_CHECKING:
+    from lsllm.inference import Classifier
+
+
+class PredictRequest(BaseModel):
+    """Inputs in the form the run was trained on."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"inputs": ["a gorgeous, witty film", "a dull plot"], "top_k": 2},
+                {"inputs": "Angela Merkel visited Paris"},
+                {"inputs": [["Angela", "Merkel", "visited", "Paris"]]},
+            ]
+        },
+    )
+    inputs: str | list[str | list[str]] = Field(
+        description="One input, or a list of inputs. Sequence runs: a text, or a [text, text_pair] pair for"
+        " runs trained with --text-pair. Token runs: a raw text (split on whitespace) or a list of words;"
+        " a single list of words must itself be wrapped in a list."
+    )
+    top_k: int | None = Field(
+        default=None,
+        ge=1,
+        description="Sequence runs only: also return the k most probable labels of each input, as 'top'.",
+    )
+
+
+class PredictResponse(BaseModel):
+    predictions: list[dict[str, Any]] = Field(
+        description="One row per input, in input order, as `Classifier.predict` returns them. Sequence:"
+        " label, score, probs (and top). Token: tokens, tags, scores, entities."
+    )
+
+
+class Batching(BaseModel):
+    max_batch_size: int = Field(description="most inputs merged into one prediction call")
+    max_wait_ms: float = Field(description="longest a request waits for others to join its batch")
+    requests: int = Field(description="requests received since start")
+    inputs: int = Field(description="inputs received since start")
+    batches: int = Field(description="prediction batches run; fewer than requests when requests were merged")
+    max_requests_per_batch: int = Field(description="most requests answered by one batch so far")
+
+
+class Health(BaseModel):
+    status: str = Field(description="'ok' while the service answers")
+    model_loaded: bool = Field(description="whether the model is loaded and taking requests")
+    batching: Batching
+
+
+class ModelInfo(BaseModel):
+    task: str = Field(description="'sequence' (one label per input) or 'token' (one tag per word)")
+    labels: list[str | int] = Field(description="the label set, in the order of the head's outputs")
+    model: str | None = Field(description="the base model the run was trained from")
+    attention: str | None = Field(description="'causal' (LS-LLaMA) or 'bidirectional' (LS-unLLaMA)")
+    pooling: str | None = Field(description="how token states become one vector (sequence runs)")
+    max_length: int = Field(description="longest input in tokens the model reads")
+    text_pair: bool = Field(description="whether sequence inputs are [text, text_pair] pairs")
+
+
+class Error(BaseModel):
+    detail: str
+
+
+def invalid(message: str, *loc: str | int) -> RequestValidationError:
+    """A 422 in FastAPI's own shape, so clients parse one format for every invalid request."""
+    return RequestValidationError([{"type": "value_error", "loc": ("body", *loc), "msg": message}])
+
+
+def prepare_inputs(request: PredictRequest, classifier: Classifier, options: ServeOptions) -> list:
+    """Check a request's inputs against the run and the limits, as `Classifier.predict` takes them."""
+    single = isinstance(request.inputs, str)
+    items = [request.inputs] if single else request.inputs
+    config = classifier.data.config
+    if not items:
+        raise invalid("no inputs; give at least one", "inputs")
+    if len(items) > options.max_inputs:
+        raise invalid(
+            f"{len(items)} inputs in one request, more than this server's limit of {options.max_inputs}"
+            " (--max-inputs); split them over several requests",
+            "inputs",
+        )
+    if request.top_k is not None and config.task != "sequence":
+        raise invalid("top_k applies to sequence runs only; this run tags words", "top_k")
+    prepared = []
+    for i, item in enumerate(items):
+        loc = ("inputs",) if single else ("inputs", i)
+        name = f"input {i + 1}"
+        chars = len(item) if isinstance(item, str) else sum(len(part) for part in item)
+        if chars > options.max_chars:
+            raise invalid(
+                f"{name} has {chars} characters, more than this server's limit of {options.max_chars}"
+                " (--max-chars); shorten or split it",
+                *loc,
+            )
+        if config.task == "token":
+            if not (item.split() if isinstance(item, str) else item):
+                raise invalid(f"{name} has no words; give a non-empty text", *loc)
+        elif config.text_pair:
+            if isinstance(item, str) or len(item) != 2:
+                raise invalid(f"{name}: this run was trained on text pairs; send [text, text_pair]", *loc)
+            item = tuple(item)
+        elif not isinstance(item, str):
+            raise invalid(f"{name} is a list; this run takes one text per input, not pairs or words", *loc)
+        if config.task == "sequence" and not (item if isinstance(item, str) else item[0]).strip():
+            raise invalid(f"{name} is empty; give a non-empty text", *loc)
+        prepared.append(item)
+    return prepared
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over `max_bytes`, by its Content-Length or, if it has none (chunked),
+    as it arrives. The body is read here in full (it is small) and handed on to the app."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await self.too_large(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self.too_large(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+    async def too_large(self, scope, receive, send) -> None:
+        response = JSONResponse(
+            {
+                "detail": f"the request body is larger than this server's limit of {self.max_bytes} bytes"
+                " (--max-body-bytes); send fewer or shorter inputs per request"
+            },
+            status_code=413,
+            headers={"connection": "close"},  # the rest of the body is never read
+        )
+        await response(scope, receive, send)
+
+
+async def json_errors(request: Request, error: RequestValidationError) -> JSONResponse:
+    """A body that is not JSON at all is the client's syntax error (400), with the parser's reason."""
+    for problem in error.errors():
+        if problem.get("type") == "json_invalid":
+            reason = problem.get("ctx", {}).get("error", "decode error")
+            detail = (
+                f'the request body is not valid JSON ({reason}); send an object like {{"inputs": ["text"]}}'
+            )
+            return JSONResponse({"detail": detail}, status_code=400)
+    return await request_validation_exception_handler(request, error)
+
+
+def create_app(classifier: Classifier, options: ServeOptions | None = None) -> FastAPI:
+    """The FastAPI app: /predict (micro-batched), /health and /labels, with OpenAPI docs at /docs."""
+    options = options or ServeOptions()
+    config = classifier.data.config
+
+    def predict(inputs: list, top_k: int | None) -> list[dict]:
+        extra = {"top_k": top_k} if top_k is not None else {}
+        return classifier.predict(inputs, batch_size=options.batch_size, source="requests", **extra)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.batcher = MicroBatcher(predict, options.max_batch_size, options.max_wait_ms / 1000)
+        app.state.batcher.start()
+        try:
+            yield
+        finally:
+            await app.state.batcher.stop()  # uvicorn calls this once in-flight requests are answered
+
+    app = FastAPI(
+        title="lsllm",
+        summary=f"A label-supervised {config.task} classifier over {config.model}.",
+        description="POST inputs to /predict; /labels describes the model. Concurrent requests are"
+        " merged into shared prediction batches.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, max_bytes=options.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, json_errors)
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses={400: {"model": Error}, 413: {"model": Error}, 503: {"model": Error}},
+    )
+    async def predict_endpoint(request: PredictRequest) -> PredictResponse:
+        """Labels with probabilities (sequence runs) or tags and entities (token runs), one row per input."""
+        inputs = prepare_inputs(request, classifier, options)
+        batcher: MicroBatcher = app.state.batcher
+        if not batcher.running:
+            raise HTTPException(503, "the server is shutting down; retry on another instance")
+        try:
+            rows = await batcher.submit(inputs, request.top_k)
+        except LsllmError as error:
+            raise invalid(str(error), "inputs") from None
+        return PredictResponse(predictions=rows)
+
+    @app.get("/health", response_model=Health)
+    async def health() -> Health:
+        """Liveness and readiness, with the batcher's counters."""
+        batcher: MicroBatcher = app.state.batcher
+        batching = Batching(
+            max_batch_size=options.max_batch_size, max_wait_ms=options.max_wait_ms, **batcher.stats.to_dict()
+        )
+        return Health(status="ok", model_loaded=batcher.running, batching=batching)
+
+    @app.get("/labels", response_model=ModelInfo)
+    async def labels() -> ModelInfo:
+        """The task, the label set and the options the model was trained with."""
+        return ModelInfo(
+            task=config.task,
+            labels=classifier.labels,
+            model=config.model,
+            attention=config.attention,
+            pooling=config.pooling if config.task == "sequence" else None,
+            max_length=config.max_length,
+            text_pair=bool(config.text_pair),
+        )
+
+    return app
+
+
+def make_server(app: FastAPI) -> uvicorn.Server:
+    """uvicorn, quiet (lsllm prints its own start line), waiting for in-flight requests on shutdown."""
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    return uvicorn.Server(config)

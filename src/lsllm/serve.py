@@ -1,0 +1,89 @@
+"""`lsllm serve`: a trained run or export behind an HTTP JSON API; the app itself is in http_app.py."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from lsllm.config import PREDICT_BATCH_SIZE
+from lsllm.errors import LsllmError
+
+if TYPE_CHECKING:
+    from lsllm.inference import Classifier
+
+
+def _opt(default, help: str):
+    """A field carrying its `lsllm serve` flag help."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Batching and request limits of the service; the `lsllm serve` flags take their defaults from here."""
+
+    max_batch_size: int = _opt(32, "most inputs merged into one prediction call; 1 turns merging off")
+    max_wait_ms: float = _opt(10.0, "longest a request waits for other requests to join its batch")
+    batch_size: int = _opt(PREDICT_BATCH_SIZE, "inputs per forward pass within a prediction call")
+    max_body_bytes: int = _opt(1_000_000, "largest request body in bytes; a larger one gets status 413")
+    max_inputs: int = _opt(64, "most inputs in one request; more get status 422")
+    max_chars: int = _opt(10_000, "longest input in characters; a longer one gets status 422")
+
+    def check(self) -> ServeOptions:
+        for name in ("max_batch_size", "batch_size", "max_body_bytes", "max_inputs", "max_chars"):
+            if getattr(self, name) < 1:
+                raise LsllmError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.max_wait_ms < 0:
+            raise LsllmError(f"--max-wait-ms must be 0 or more, not {self.max_wait_ms}")
+        return self
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (port 0: any free port), so a busy port fails before the model loads."""
+    sock = None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as error:
+        if sock is not None:
+            sock.close()
+        reason = error.strerror or str(error)
+        raise LsllmError(
+            f"cannot listen on {host}:{port} ({reason}); choose another --port or --host"
+        ) from None
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _ignore_signal(signum, frame) -> None:
+    pass
+
+
+def serve(classifier: Classifier, sock: socket.socket, options: ServeOptions, name: str) -> None:
+    """Answer requests on `sock` until SIGINT or SIGTERM, then finish the requests in flight and return."""
+    from lsllm.http_app import create_app, make_server  # FastAPI loads only when serving
+
+    server = make_server(create_app(classifier, options))
+    sock.listen(2048)
+    url = url_of(sock)
+    print(f"serving {name} at {url} (API docs: {url}/docs); Ctrl+C stops", flush=True)
+    # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with a no-op handler
+    # underneath, that ends the process with status 0 instead of a KeyboardInterrupt or death by SIGTERM.
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, _ignore_signal) for sig in stops}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    print("stopped" if server.force_exit else "stopped after answering every request", flush=True)

@@ -1,0 +1,261 @@
+"""Prediction for real text: CoNLL-style word splitting with exact offsets, windows over long token inputs,
+head truncation of long sequences, and top-k labels."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import unicodedata
+
+import pytest
+import torch
+from tokenizers import processors
+
+from lsllm.cli import main
+from lsllm.data.encoding import Encoder
+from lsllm.data.readers import TokenExample
+from lsllm.data.task import TaskData
+from lsllm.data.windows import best_windows, cut_windows
+from lsllm.data.words import word_spans
+from lsllm.errors import LsllmError
+from lsllm.models import load_tokenizer
+from tests.helpers import saved_run, untrained_classifier
+from tests.tiny import CORPUS
+
+LONG_WORDS = " ".join(CORPUS * 3).split()  # 114 words, about as many tokens
+LONG = " ".join(LONG_WORDS)
+
+
+def words(text: str) -> list[str]:
+    return [text[start:end] for start, end in word_spans(text)]
+
+
+def with_max_length(classifier, max_length: int):
+    """The same model, encoding with another --max-length."""
+    config = dataclasses.replace(classifier.data.config, max_length=max_length)
+    classifier.data = TaskData(config, classifier.data.labels, Encoder(classifier.tokenizer, max_length))
+    return classifier
+
+
+def always(classifier, tag: str):
+    """Make the head predict `tag` for every token, so the entities are known in advance."""
+    head = classifier.model.head
+    head.weight.data.zero_()
+    head.bias.data.zero_()
+    head.bias.data[classifier.labels.index(tag)] = 5.0
+    return classifier
+
+
+@pytest.fixture
+def tagger(tiny_model):
+    return untrained_classifier(tiny_model, "token", "bidirectional")
+
+
+@pytest.fixture(scope="module")
+def sentiment(tiny_model):
+    return untrained_classifier(tiny_model, "sequence", "causal", "mean")
+
+
+# --- raw text -> words ---------------------------------------------------------------------------------
+
+SPLITS = [
+    ("Merkel visited Paris.", ["Merkel", "visited", "Paris", "."]),
+    ("(Berlin), 'Rome'!", ["(", "Berlin", ")", ",", "'", "Rome", "'", "!"]),
+    ("O'Neil met the U.S. team", ["O'Neil", "met", "the", "U.S.", "team"]),
+    ("a well-known e.g. U.S.A", ["a", "well-known", "e.g.", "U.S.A"]),
+    ("Merkel's and it\u2019s James'", ["Merkel", "'s", "and", "it", "\u2019s", "James", "'"]),
+    ("3.5 km for 1,000 $, 10:30", ["3.5", "km", "for", "1,000", "$", ",", "10", ":", "30"]),
+    ("pre- and user_name@x.org", ["pre", "-", "and", "user_name", "@", "x.org"]),
+    ("Müller aß Spaß in Zürich", ["Müller", "aß", "Spaß", "in", "Zürich"]),
+    ("Jose\u0301 Mu\u0308ller", ["Jose\u0301", "Mu\u0308ller"]),  # combining accents stay in the word
+    ("東京に行く", ["東", "京", "に", "行", "く"]),
+    ("서울에 갔다", ["서울에", "갔다"]),
+    ("I ❤️ NY 👍🏽! 👨\u200d👩\u200d👧 🇫🇷", ["I", "❤️", "NY", "👍🏽", "!", "👨\u200d👩\u200d👧", "🇫🇷"]),
+    ("  tabs\tand\nnew\r\nlines  ", ["tabs", "and", "new", "lines"]),
+    ("zero\u200bwidth\u00a0space", ["zero", "width", "space"]),
+    ("", []),
+    (" \t\n", []),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SPLITS)
+def test_raw_text_is_split_like_conll_data(text, expected):
+    assert words(text) == expected
+
+
+@pytest.mark.parametrize("text", [text for text, _ in SPLITS])
+def test_word_spans_slice_the_original_text_and_skip_only_blanks(text):
+    spans = word_spans(text)
+    ends = [0, *(end for _, end in spans)]
+    starts = [*(start for start, _ in spans), len(text)]
+    for (start, end), previous_end in zip(spans, ends, strict=False):
+        assert previous_end <= start < end
+    gaps = "".join(text[end:start] for end, start in zip(ends, starts, strict=True))
+    assert all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in gaps)
+
+
+def test_entities_keep_the_original_text_and_offsets(tagger):
+    text = "  New  York,\tNY \n"
+    row = always(tagger, "I-LOC").predict([text])[0]  # all I-LOC: one entity over every word
+    assert row["tokens"] == ["New", "York", ",", "NY"]
+    assert row["entities"] == [
+        {"type": "LOC", "start": 0, "end": 4, "text": "New  York,\tNY", "start_char": 2, "end_char": 15}
+    ]
+
+
+def test_entities_of_non_ascii_text_slice_it_exactly(tagger):
+    text = "Jose\u0301 flew to Köln (Deutschland) 🇩🇪, then 東京."
+    row = always(tagger, "B-PER").predict([text])[0]  # all B-PER: one entity per word
+    assert [e["text"] for e in row["entities"]] == row["tokens"] == words(text)
+    assert "Jose\u0301" in row["tokens"] and "東" in row["tokens"] and "🇩🇪" in row["tokens"]
+    for entity in row["entities"]:
+        assert text[entity["start_char"] : entity["end_char"]] == entity["text"]
+
+
+def test_pre_split_words_keep_their_words_and_get_no_offsets(tagger):
+    row = always(tagger, "I-LOC").predict([["New", "York", "."]])[0]
+    assert row["tokens"] == ["New", "York", "."]
+    assert row["entities"] == [{"type": "LOC", "start": 0, "end": 3, "text": "New York ."}]
+
+
+# --- long token inputs: windows ------------------------------------------------------------------------
+
+
+def test_windows_cover_every_token_and_cut_between_words():
+    starts = list(range(0, 100, 3))  # a word every 3 tokens
+    windows = cut_windows(starts, 100, 16)
+    assert windows[0][0] == 0 and windows[-1][1] == 100
+    for (start, end), (next_start, _) in itertools.pairwise(windows):
+        assert start < next_start < end  # they overlap, and move on
+        assert next_start in starts and end in starts
+    assert all(end - start <= 16 for start, end in windows)
+    assert cut_windows(starts, 16, 16) == [(0, 16)]
+
+
+def test_a_word_longer_than_a_window_is_cut_inside():
+    windows = cut_windows([0, 40], 50, 16)
+    assert windows[0] == (0, 16) and windows[-1][1] == 50
+    assert all(end - start <= 16 for start, end in windows)
+
+
+def test_each_word_goes_to_the_window_where_it_sees_most():
+    windows = [(0, 16), (12, 28)]
+    # token 13: 2 tokens from the first window's cut, 1 from the second's start
+    assert best_windows([13, 15, 20, None], windows, 28, causal=False) == [0, 1, 1, None]
+    # causal: only what comes before counts, and the first window starts at the text's start
+    assert best_windows([13, 15, 20, None], windows, 28, causal=True) == [0, 0, 1, None]
+
+
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+def test_short_inputs_are_one_window_as_before(tiny_model, attention):
+    encoder = Encoder(load_tokenizer(str(tiny_model)), 64)
+    text = "John Smith visited Paris , last week"
+    spans = word_spans(text)
+    assert encoder.windows(text, spans, attention == "causal") == [encoder.align_text(text, spans)]
+
+
+def test_windows_keep_the_tokenizers_special_tokens(tiny_model):
+    tokenizer = load_tokenizer(str(tiny_model))
+    eos = tokenizer.convert_tokens_to_ids("<eos>")
+    tokenizer.backend_tokenizer.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=True),
+            processors.TemplateProcessing(single="<eos> $A <eos>", special_tokens=[("<eos>", eos)]),
+        ]
+    )
+    spans = word_spans(LONG)
+    windows = Encoder(tokenizer, 16).windows(LONG, spans, causal=False)
+    assert len(windows) > 5
+    for window in windows:
+        assert window.input_ids[0] == window.input_ids[-1] == eos and len(window.input_ids) <= 16
+    owners = [[w.word_tokens[i] is not None for w in windows].count(True) for i in range(len(spans))]
+    assert owners == [1] * len(spans)
+    short = "John Smith visited Paris"
+    (window,) = Encoder(tokenizer, 16).windows(short, word_spans(short), causal=False)
+    assert window.input_ids == tokenizer(short)["input_ids"]
+
+
+def test_long_input_gets_a_tag_for_every_word(tiny_model):
+    tagger = with_max_length(untrained_classifier(tiny_model, "token", "bidirectional"), 16)
+    row = tagger.predict([LONG])[0]
+    assert row["tokens"] == LONG_WORDS
+    assert len(row["tags"]) == len(LONG_WORDS) and None not in row["scores"]
+    assert len(tagger.data.encoder.windows(LONG, word_spans(LONG), causal=False)) > 5
+
+
+def test_causal_windows_give_the_first_window_exactly_the_one_pass_prediction(tiny_model):
+    classifier = untrained_classifier(tiny_model, "token", "causal")
+    one_pass = with_max_length(classifier, 4096).predict([LONG])[0]
+    windowed = with_max_length(classifier, 16).predict([LONG])[0]
+    first = classifier.data.encoder.windows(LONG, word_spans(LONG), causal=True)[0]
+    in_first = [i for i, token in enumerate(first.word_tokens) if token is not None]
+    assert len(in_first) > 5
+    assert [windowed["scores"][i] for i in in_first] == pytest.approx(
+        [one_pass["scores"][i] for i in in_first], abs=1e-6
+    )
+    assert [windowed["tags"][i] for i in in_first] == [one_pass["tags"][i] for i in in_first]
+    assert len(windowed["tags"]) == len(LONG_WORDS) and None not in windowed["scores"]
+    alone = classifier.logits([{"input_ids": first.input_ids}])[0]
+    whole = with_max_length(classifier, 4096).data.encoder.align_text(LONG, word_spans(LONG))
+    together = classifier.logits([{"input_ids": whole.input_ids}])[0][: len(first.input_ids)]
+    assert torch.allclose(alone, together, atol=1e-5)
+
+
+def test_evaluation_tags_long_examples_whole(tiny_model):
+    classifier = with_max_length(untrained_classifier(tiny_model, "token", "bidirectional"), 16)
+    examples = [TokenExample(LONG_WORDS, ["O"] * len(LONG_WORDS)), TokenExample(["Paris"], ["B-LOC"])]
+    predictions = classifier.predict_examples(examples)
+    assert [len(p["tags"]) for p in predictions] == [len(LONG_WORDS), 1]
+    assert all(None not in p["scores"] for p in predictions)
+    metrics = classifier.evaluate_examples(examples, "long examples")
+    assert 0.0 <= metrics["f1"] <= 1.0
+
+
+# --- long sequence inputs: head truncation -------------------------------------------------------------
+
+
+def test_long_sequences_keep_their_first_tokens_and_say_so(tiny_model):
+    classifier = with_max_length(untrained_classifier(tiny_model, "sequence", "bidirectional", "mean"), 8)
+    long_row, short_row = classifier.predict([LONG, "the film was good"])
+    assert long_row["truncated"] is True and "truncated" not in short_row
+    head = classifier.tokenizer(LONG)["input_ids"][:8]
+    probs = classifier.logits([{"input_ids": head}])[0].softmax(-1).tolist()
+    assert list(long_row["probs"].values()) == pytest.approx(probs, abs=1e-6)
+
+
+# --- top-k ---------------------------------------------------------------------------------------------
+
+
+def test_top_k_lists_the_likeliest_labels_best_first(sentiment):
+    plain, top2, top9 = (sentiment.predict(["the film was good"], top_k=k)[0] for k in (None, 2, 9))
+    assert "top" not in plain
+    assert [t["label"] for t in top2["top"]] == sorted(plain["probs"], key=plain["probs"].get)[::-1][:2]
+    assert top2["top"][0] == {"label": plain["label"], "score": plain["score"]}
+    assert len(top9["top"]) == len(sentiment.labels)
+    assert [t["score"] for t in top9["top"]] == sorted(plain["probs"].values(), reverse=True)
+
+
+@pytest.mark.parametrize("k", [0, -1, True, 1.5])
+def test_top_k_below_one_is_an_error(sentiment, k):
+    with pytest.raises(LsllmError, match="top_k must be a whole number of at least 1"):
+        sentiment.predict(["the film was good"], top_k=k)
+
+
+def test_top_k_is_for_sequence_runs_only(tagger):
+    with pytest.raises(LsllmError, match="sequence runs only"):
+        tagger.predict(["John Smith"], top_k=2)
+
+
+def test_predict_command_gives_top_k_and_explains_long_inputs(tiny_model, tmp_path, capsys):
+    run = saved_run(tiny_model, tmp_path / "run", "sequence", "causal")
+    assert main(["predict", str(run), "the film was good", "--top-k", "2"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(row["top"]) == 2 and row["top"][0]["label"] == row["label"]
+    assert main(["predict", str(run), "the film was good", "--top-k", "0"]) == 2
+    assert "top_k must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--top-k" in help_text and "keeps the first --max-length tokens" in help_text
+    assert '"truncated": true' in help_text and "start_char" in help_text
