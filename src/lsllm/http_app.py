@@ -35,7 +35,8 @@ class PredictRequest(BaseModel):
     )
     inputs: str | list[str | list[str]] = Field(
         description="One input, or a list of inputs. Sequence runs: a text, or a [text, text_pair] pair for"
-        " runs trained with --text-pair. Token runs: a raw text (split on whitespace) or a list of words;"
+        " runs trained with --text-pair. Token runs: a raw text (split into words and punctuation marks)"
+        " or a list of words;"
         " a single list of words must itself be wrapped in a list."
     )
     top_k: int | None = Field(
@@ -193,8 +194,7 @@ def create_app(classifier: Classifier, options: ServeOptions | None = None) -> F
     config = classifier.data.config
 
     def predict(inputs: list, top_k: int | None) -> list[dict]:
-        extra = {"top_k": top_k} if top_k is not None else {}
-        return classifier.predict(inputs, batch_size=options.batch_size, source="requests", **extra)
+        return classifier.predict(inputs, batch_size=options.batch_size, source="requests", top_k=top_k)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
