@@ -1,11 +1,14 @@
 """Reproduce the paper's claims at small scale: lsllm against the usual alternatives on five real tasks.
 
-    python -m bench.accuracy                      # the full table (about 1.5 h on 2 CPU cores)
+    python -m bench.accuracy                      # the full table, seed 0 (about 1.5 h on 2 CPU cores)
     python -m bench.accuracy --tasks conll2003    # one task
+    python -m bench.accuracy --tasks sst2 --systems ls-llama hf-lora --seeds 0 1 2   # more seeds
     python -m bench.report                        # rebuild table and plots from the saved runs
 
-Each (task, system) pair runs in its own process (clean peak-memory figures, and a crash loses only
-that pair) and is saved as runs/<task>__<system>.json; finished pairs are skipped when rerun.
+Each (task, system, seed) runs in its own process (clean peak-memory figures, and a crash loses only
+that run) and is saved as runs/<task>__<system>__seed<K>.json; finished runs are skipped when rerun,
+so adding seeds later runs only the new ones. The seed drives the training subsample, the
+initialisation and the data order; bench.report averages over seeds.
 """
 
 from __future__ import annotations
@@ -46,7 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(RUN_ORDER), help="tasks")
     parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS), help="systems")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed for subsampling, initialisation, data order"
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0],
+        help="seeds for subsampling, initialisation, data order; every (task, system) runs once per seed",
     )
     parser.add_argument(
         "--results", type=Path, default=ROOT / "bench" / "results" / "accuracy", help="where runs are saved"
@@ -57,8 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="shrink every split (smoke tests), e.g. 0.02"
     )
-    parser.add_argument("--force", action="store_true", help="rerun pairs that already have results")
-    parser.add_argument("--one", nargs=2, metavar=("TASK", "SYSTEM"), help=argparse.SUPPRESS)
+    parser.add_argument("--force", action="store_true", help="rerun runs that already have results")
+    parser.add_argument("--one", nargs=3, metavar=("TASK", "SYSTEM", "SEED"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -94,13 +101,22 @@ def environment() -> dict:
     }
 
 
-def run_one(args: argparse.Namespace, task_name: str, system_name: str, command: str) -> None:
-    """Run one system on one task in this process and save its record."""
+def run_name(task: str, system: str, seed: int) -> str:
+    """The one name of a run: its record, scratch folder and log are all called this."""
+    return f"{task}__{system}__seed{seed}"
+
+
+def record_path(results: Path, task: str, system: str, seed: int) -> Path:
+    return results / "runs" / f"{run_name(task, system, seed)}.json"
+
+
+def run_one(args: argparse.Namespace, task_name: str, system_name: str, seed: int, command: str) -> None:
+    """Run one system on one task with one seed in this process and save its record."""
     task, system = TASKS[task_name], SYSTEMS[system_name]
-    settings = Settings(seed=args.seed)
-    paths = prepare(task, args.data, args.work / "data", args.seed, args.scale)
+    settings = Settings(seed=seed)
+    paths = prepare(task, args.data, args.work / "data", seed, args.scale)
     labels = task_labels(task, paths)
-    work_dir = args.work / "runs" / f"{task_name}__{system_name}"
+    work_dir = args.work / "runs" / run_name(task_name, system_name, seed)
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     result = system.run(task, paths, labels, settings, work_dir)
@@ -112,7 +128,7 @@ def run_one(args: argparse.Namespace, task_name: str, system_name: str, command:
         "evaluation_split": task.evaluation_split,
         "system": system_name,
         "system_label": system.label,
-        "seed": args.seed,
+        "seed": seed,
         "command": command,
         **environment(),
         "budget": {
@@ -136,28 +152,26 @@ def run_one(args: argparse.Namespace, task_name: str, system_name: str, command:
         "history": result["history"],
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    write_json_atomic(args.results / "runs" / f"{task_name}__{system_name}.json", record)
+    write_json_atomic(record_path(args.results, task_name, system_name, seed), record)
     shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def jobs(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """(task, system) pairs to run: main systems task by task, then the ablations."""
+def jobs(args: argparse.Namespace) -> list[tuple[str, str, int]]:
+    """(task, system, seed) runs still to do: the main systems seed by seed, task by task, then the
+    ablations; runs with a saved record are left out unless --force."""
     order = [t for t in RUN_ORDER if t in args.tasks] + [t for t in args.tasks if t not in RUN_ORDER]
-    pairs = [
-        (task, system)
+    runs = [
+        (task, system, seed)
         for group in (
             [s for s in args.systems if s not in ABLATIONS],
             [s for s in args.systems if s in ABLATIONS],
         )
+        for seed in dict.fromkeys(args.seeds)
         for task in order
         for system in group
         if SYSTEMS[system].applies_to(TASKS[task])
     ]
-    return [
-        (task, system)
-        for task, system in pairs
-        if args.force or not (args.results / "runs" / f"{task}__{system}.json").exists()
-    ]
+    return [run for run in runs if args.force or not record_path(args.results, *run).exists()]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,20 +179,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     command = shlex.join(["python", "-m", "bench.accuracy", *argv])
     if args.one:
-        run_one(args, *args.one, command=os.environ.get("BENCH_COMMAND", command))
+        task, system, seed = args.one
+        run_one(args, task, system, int(seed), command=os.environ.get("BENCH_COMMAND", command))
         return
     todo = jobs(args)
     logs = args.work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     failed = []
-    for number, (task, system) in enumerate(todo, start=1):
-        print(f"[{number}/{len(todo)}] {task} / {system} ...", end=" ", flush=True)
-        log = logs / f"{task}__{system}.log"
+    for number, (task, system, seed) in enumerate(todo, start=1):
+        print(f"[{number}/{len(todo)}] {task} / {system} / seed {seed} ...", end=" ", flush=True)
+        log = logs / f"{run_name(task, system, seed)}.log"
         with log.open("w") as handle:
             child, seconds = timed(
                 partial(
                     subprocess.run,
-                    [sys.executable, "-m", "bench.accuracy", *argv, "--one", task, system],
+                    [sys.executable, "-m", "bench.accuracy", *argv, "--one", task, system, str(seed)],
                     cwd=ROOT,
                     stdout=handle,
                     stderr=subprocess.STDOUT,
@@ -187,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         minutes = seconds / 60
         if child.returncode:
-            failed.append(f"{task}/{system}")
+            failed.append(f"{task}/{system}/seed{seed}")
             print(f"FAILED after {minutes:.1f} min; see {log}")
         else:
             print(f"done in {minutes:.1f} min")

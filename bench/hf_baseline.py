@@ -49,7 +49,8 @@ def _word_token_labels(tokenizer, words: list[str], tags: list[int], max_length:
     return encoded
 
 
-def _encode(task: Task, tokenizer, rows: list[dict], label_ids: dict, max_length: int) -> list[dict]:
+def encode(task: Task, tokenizer, rows: list[dict], label_ids: dict, max_length: int) -> list[dict]:
+    """Rows as the baseline trains on them: token ids and labels (a token task labels first sub-tokens)."""
     if task.kind == "sequence":
         return [
             {
@@ -107,7 +108,7 @@ def run(
         model = with_lora(model, settings, "SEQ_CLS" if task.kind == "sequence" else "TOKEN_CLS")
     rows = {split: read_jsonl(path) for split, path in paths.items()}
     encoded = {
-        split: _encode(task, tokenizer, r, label_ids, task.budget.max_length) for split, r in rows.items()
+        split: encode(task, tokenizer, r, label_ids, task.budget.max_length) for split, r in rows.items()
     }
     collator = (DataCollatorWithPadding if task.kind == "sequence" else DataCollatorForTokenClassification)(
         tokenizer

@@ -1,9 +1,12 @@
 """Turn the accuracy benchmark's per-run JSON records into the committed results.
 
-`bench.accuracy` writes one record per (task, system) run under `<results>/runs/`. This module reads them
-all and writes, beside them, `table.md` (a summary table and one detailed table per task), `results.json`
-(every record in display order) and two plots, `scores.png` and `learning_curves.png`. It only reads the
-records, so it can be re-run at any time, e.g. after one more system has finished.
+`bench.accuracy` writes one record per (task, system, seed) run under `<results>/runs/`. This module reads
+them all, groups them by (task, system) and writes, beside them, `table.md` (a summary table and one
+detailed table per task, every figure the mean over seeds, the headline score with its sample standard
+deviation when more than one seed ran), `results.json` (every record and the aggregated rows, in display
+order) and two plots, `scores.png` (means, error bars of one standard deviation) and
+`learning_curves.png` (each system's lowest seed). It only reads the records, so it can be re-run at any
+time, e.g. after one more system or seed has finished.
 
 Usage: python -m bench.report [--results bench/results/accuracy]
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,6 +41,18 @@ TASK_NAMES = {
 }
 METRIC_NAMES = {"accuracy": "acc", "macro_f1": "macro-F1", "f1": "entity F1"}
 DASH = "\u2013"  # en dash, for cells with nothing to show
+PLUS_MINUS = "\u00b1"
+# Per-run figures averaged over seeds, besides every number in "metrics".
+AVERAGED = (
+    "score",
+    "train_seconds",
+    "train_examples_per_second",
+    "eval_seconds",
+    "eval_examples_per_second",
+    "peak_memory_mb",
+)
+# What a (task, system) group's runs share, copied from its first run into the aggregated row.
+SHARED = ("task", "kind", "metric", "evaluation_split", "system", "system_label")
 
 
 def _rank(name: str, order: tuple[str, ...]) -> tuple[int, str]:
@@ -44,12 +60,16 @@ def _rank(name: str, order: tuple[str, ...]) -> tuple[int, str]:
     return (order.index(name) if name in order else len(order), name)
 
 
+def _seed(run: Run) -> int:
+    return run.get("seed", 0)
+
+
 def _run_key(run: Run) -> tuple:
-    return (_rank(run["task"], TASK_ORDER), _rank(run["system"], SYSTEM_ORDER))
+    return (_rank(run["task"], TASK_ORDER), _rank(run["system"], SYSTEM_ORDER), _seed(run))
 
 
 def load_runs(results_dir: Path) -> list[Run]:
-    """Every run record, sorted by task then system, so all outputs list them the same way."""
+    """Every run record, sorted by task, system then seed, so all outputs list them the same way."""
     files = sorted((results_dir / "runs").glob("*.json"))
     if not files:
         raise SystemExit(f"bench.report: no run files in {results_dir / 'runs'}; run bench.accuracy first")
@@ -60,6 +80,41 @@ def load_runs(results_dir: Path) -> list[Run]:
 def _unique(values: Iterable[Any]) -> list[Any]:
     """Distinct values in first-seen order (dict keys keep insertion order)."""
     return list(dict.fromkeys(values))
+
+
+def _groups(runs: list[Run]) -> list[list[Run]]:
+    """The runs of each (task, system), in the order of `runs` (sorted runs give groups sorted by seed)."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run["task"], run["system"]), []).append(run)
+    return list(groups.values())
+
+
+def _mean_sd(values: Iterable[Any]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation of the numbers given (None ignored); sd only from two on."""
+    numbers = [value for value in values if isinstance(value, int | float) and not isinstance(value, bool)]
+    if not numbers:
+        return None, None
+    return statistics.fmean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else None
+
+
+def aggregate(group: list[Run]) -> Run:
+    """One (task, system)'s runs as one row: the mean of every figure over seeds, sd of the score and
+    metrics, the seeds and their count."""
+    row = {key: group[0].get(key) for key in SHARED}
+    row["seeds"] = sorted(_seed(run) for run in group)
+    row["n"] = len(group)
+    for key in AVERAGED:
+        row[key] = _mean_sd(run.get(key) for run in group)[0]
+    row["score_sd"] = _mean_sd(run["score"] for run in group)[1]
+    metrics = {key: _mean_sd(run["metrics"].get(key) for run in group) for key in group[0]["metrics"]}
+    row["metrics"] = {key: mean for key, (mean, _) in metrics.items() if mean is not None}
+    row["metrics_sd"] = {key: sd for key, (_, sd) in metrics.items() if sd is not None}
+    return row
+
+
+def aggregate_runs(runs: list[Run]) -> list[Run]:
+    return [aggregate(group) for group in _groups(runs)]
 
 
 def _tasks(runs: list[Run]) -> list[str]:
@@ -115,23 +170,31 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [_row(header), _row(["---"] * len(header)), *(_row(row) for row in rows)]
 
 
-def summary_table(runs: list[Run]) -> list[str]:
-    """Systems by tasks, headline score in percent, the best per task in bold."""
-    tasks = _tasks(runs)
-    firsts = {task: _task_runs(runs, task)[0] for task in tasks}
+def _score_text(row: Run | None) -> str:
+    """The mean headline score in percent, with '± sd (n=K)' when more than one seed ran."""
+    if row is None:
+        return DASH
+    text = _percent(row["score"])
+    return text if row["n"] < 2 else f"{text} {PLUS_MINUS} {100 * row['score_sd']:.1f} (n={row['n']})"
+
+
+def summary_table(rows: list[Run]) -> list[str]:
+    """Systems by tasks from aggregated rows: mean headline score in percent, the best mean per task bold."""
+    tasks = _tasks(rows)
+    firsts = {task: _task_runs(rows, task)[0] for task in tasks}
     header = ["System", *(f"{_task_name(task)} {_metric_title(firsts[task])}" for task in tasks)]
-    scores = {(run["task"], run["system"]): run["score"] for run in runs}
-    best = {task: max(run["score"] for run in _task_runs(runs, task)) for task in tasks}
-    labels = _labels(runs)
-    rows = []
-    for system in _systems(runs):
+    by_pair = {(row["task"], row["system"]): row for row in rows}
+    best = {task: max(row["score"] for row in _task_runs(rows, task)) for task in tasks}
+    labels = _labels(rows)
+    table = []
+    for system in _systems(rows):
         cells = [labels[system]]
         for task in tasks:
-            score = scores.get((task, system))
-            cell = _percent(score)
-            cells.append(f"**{cell}**" if score is not None and score == best[task] else cell)
-        rows.append(cells)
-    return _table(header, rows)
+            row = by_pair.get((task, system))
+            cell = _score_text(row)
+            cells.append(f"**{cell}**" if row is not None and row["score"] == best[task] else cell)
+        table.append(cells)
+    return _table(header, table)
 
 
 def _budget_text(budget: dict[str, Any]) -> str:
@@ -152,7 +215,7 @@ def _budget_lines(runs: list[Run]) -> list[str]:
         return [f"Budget: {next(iter(groups))}."]
     labels = _labels(runs)
     return [
-        f"Budget for {', '.join(labels[run['system']] for run in group)}: {text}."
+        f"Budget for {', '.join(_unique(labels[run['system']] for run in group))}: {text}."
         for text, group in groups.items()
     ]
 
@@ -164,9 +227,10 @@ def _metric_columns(kind: str) -> list[tuple[str, str]]:
     return [("accuracy", "Accuracy"), ("macro_f1", "Macro-F1")]
 
 
-def task_table(runs: list[Run]) -> list[str]:
-    """One task in detail: quality, cost in time and memory, and the budget every system trained under."""
-    first = runs[0]
+def task_table(rows: list[Run], runs: list[Run]) -> list[str]:
+    """One task in detail from its aggregated rows (means over seeds): quality, cost in time and memory,
+    the seeds, and the budget every system trained under (from the task's individual runs)."""
+    first = rows[0]
     columns = _metric_columns(first["kind"])
     header = [
         "System",
@@ -175,23 +239,29 @@ def task_table(runs: list[Run]) -> list[str]:
         "Train ex/s",
         "Eval ex/s",
         "Peak memory (MB)",
+        "Seeds",
     ]
-    labels = _labels(runs)
-    rows = []
-    for run in runs:
-        memory = run.get("peak_memory_mb")
-        rows.append(
+    labels = _labels(rows)
+    table = []
+    for row in rows:
+        memory = row.get("peak_memory_mb")
+        table.append(
             [
-                labels[run["system"]],
-                *(_percent(run["metrics"].get(key)) for key, _ in columns),
-                _duration(run.get("train_seconds")),
-                _rate(run.get("train_examples_per_second")),
-                _rate(run.get("eval_examples_per_second")),
+                labels[row["system"]],
+                *(_percent(row["metrics"].get(key)) for key, _ in columns),
+                _duration(row.get("train_seconds")),
+                _rate(row.get("train_examples_per_second")),
+                _rate(row.get("eval_examples_per_second")),
                 DASH if memory is None else str(round(memory)),
+                _seed_list(row["seeds"]),
             ]
         )
     title = f"### {_task_name(first['task'])} ({first['kind']} task, {_metric_title(first)})"
-    return [title, "", *_budget_lines(runs), "", *_table(header, rows)]
+    return [title, "", *_budget_lines(runs), "", *_table(header, table)]
+
+
+def _seed_list(seeds: Iterable[Any]) -> str:
+    return ", ".join(str(seed) for seed in seeds)
 
 
 def _pairs(mapping: dict[str, Any]) -> str:
@@ -201,7 +271,7 @@ def _pairs(mapping: dict[str, Any]) -> str:
 def footer(runs: list[Run]) -> list[str]:
     """Where and how the numbers were produced, so a reader can reproduce them."""
     first = runs[0]
-    seeds = ", ".join(str(seed) for seed in _unique(run.get("seed") for run in runs))
+    seeds = _seed_list(sorted(set(map(_seed, runs))))
     commands = _unique(run["command"] for run in runs if run.get("command"))
     return [
         "## Environment",
@@ -219,17 +289,20 @@ def footer(runs: list[Run]) -> list[str]:
 
 
 def render_markdown(runs: list[Run]) -> str:
+    rows = aggregate_runs(runs)
     lines = [
         "# Accuracy benchmark",
         "",
-        "Headline score per task in percent; the best per task is in bold, a dash means not run.",
+        "Headline score per task in percent, the mean over seeds; where more than one seed ran, "
+        f"{PLUS_MINUS} the sample standard deviation and the number of seeds n. The best mean per task "
+        "is in bold, a dash means not run. The per-task tables show means over seeds.",
         "",
-        *summary_table(runs),
+        *summary_table(rows),
         "",
         "## Per task",
     ]
-    for task in _tasks(runs):
-        lines += ["", *task_table(_task_runs(runs, task))]
+    for task in _tasks(rows):
+        lines += ["", *task_table(_task_runs(rows, task), _task_runs(runs, task))]
     return "\n".join([*lines, "", *footer(runs)]) + "\n"
 
 
@@ -250,24 +323,39 @@ def _save_png(figure: Figure, path: Path) -> None:
         raise
 
 
+def _plot_task_scores(ax: Axes, rows: list[Run], colors: dict[str, str]) -> None:
+    """One task's mean scores as bars, with sd error bars where more than one seed ran."""
+    systems = [row["system"] for row in rows]
+    bars = ax.bar(
+        systems,
+        [100 * row["score"] for row in rows],
+        color=[colors[system] for system in systems],
+    )
+    spread = [
+        (system, 100 * row["score"], 100 * row["score_sd"])
+        for system, row in zip(systems, rows, strict=True)
+        if row["n"] > 1
+    ]
+    if spread:
+        names, means, sds = zip(*spread, strict=True)
+        ax.errorbar(names, means, yerr=sds, fmt="none", ecolor="black", capsize=3)
+    ax.bar_label(bars, fmt="%.1f", fontsize=8, label_type="center")
+    ax.set_title(f"{_task_name(rows[0]['task'])}\n{_metric_title(rows[0])} (%)", fontsize=10)
+    ax.set_ylim(0, 105)
+    ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+
+
 def plot_scores(runs: list[Run], path: Path) -> None:
-    """A bar chart of headline scores per task, one panel per task."""
-    tasks = _tasks(runs)
-    colors = _colors(runs)
-    figure = Figure(figsize=(3.2 * len(tasks) + 1, 4.2), layout="constrained")
+    """A bar chart of mean headline scores, one panel per task; error bars (one sd) where n > 1."""
+    rows = aggregate_runs(runs)
+    tasks = _tasks(rows)
+    figure = Figure(figsize=(3.2 * len(tasks) + 1, 4.6), layout="constrained")
     axes = figure.subplots(1, len(tasks), squeeze=False)[0]
+    colors = _colors(runs)
     for ax, task in zip(axes, tasks, strict=True):
-        task_runs = _task_runs(runs, task)
-        systems = [run["system"] for run in task_runs]
-        bars = ax.bar(
-            systems,
-            [100 * run["score"] for run in task_runs],
-            color=[colors[system] for system in systems],
-        )
-        ax.bar_label(bars, fmt="%.1f", fontsize=8)
-        ax.set_title(f"{_task_name(task)}\n{_metric_title(task_runs[0])} (%)", fontsize=10)
-        ax.set_ylim(0, 105)
-        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+        _plot_task_scores(ax, _task_runs(rows, task), colors)
+    if any(row["n"] > 1 for row in rows):
+        figure.suptitle(f"Mean over seeds; error bars: {PLUS_MINUS}1 sample standard deviation", fontsize=10)
     _save_png(figure, path)
 
 
@@ -304,8 +392,10 @@ def _plot_task_curves(loss_ax: Axes, eval_ax: Axes, runs: list[Run], colors: dic
 
 
 def plot_learning_curves(runs: list[Run], path: Path) -> bool:
-    """Loss and selection-metric curves, one row per task; False (and no file) when nothing trained."""
-    trained = [run for run in runs if run.get("history")]
+    """Loss and selection-metric curves of each system's lowest seed, one row per task; False (and no
+    file) when nothing trained."""
+    lowest = [group[0] for group in _groups(sorted(runs, key=_run_key))]
+    trained = [run for run in lowest if run.get("history")]
     tasks = _tasks(trained)
     if not tasks:
         path.unlink(missing_ok=True)
@@ -315,6 +405,8 @@ def plot_learning_curves(runs: list[Run], path: Path) -> bool:
     colors = _colors(runs)
     for (loss_ax, eval_ax), task in zip(axes, tasks, strict=True):
         _plot_task_curves(loss_ax, eval_ax, _task_runs(trained, task), colors)
+    seeds = _seed_list(sorted(set(map(_seed, trained))))
+    figure.suptitle(f"Learning curves of each system's lowest seed: {seeds}", fontsize=10)
     _save_png(figure, path)
     return True
 
@@ -326,7 +418,8 @@ def build(results_dir: Path) -> list[Path]:
     table, combined = results_dir / "table.md", results_dir / "results.json"
     scores, curves = results_dir / "scores.png", results_dir / "learning_curves.png"
     write_text_atomic(table, render_markdown(runs))
-    write_text_atomic(combined, json.dumps({"runs": runs}, indent=1, ensure_ascii=False) + "\n")
+    document = {"runs": runs, "aggregated": aggregate_runs(runs)}
+    write_text_atomic(combined, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
     plot_scores(runs, scores)
     written = [table, combined, scores]
     if plot_learning_curves(runs, curves):

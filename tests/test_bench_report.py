@@ -1,11 +1,13 @@
-"""bench.report turns per-run records into the committed table, combined JSON and plots."""
+"""bench.report turns per-run records into the committed table, combined JSON and plots, averaging
+over seeds; bench.accuracy lists and names one job per (task, system, seed)."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from bench.report import build, main
+from bench.accuracy import jobs, parse_args, record_path
+from bench.report import aggregate, build, main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DASH = "\u2013"  # the en dash that marks an empty cell
@@ -103,8 +105,8 @@ def test_build_writes_table_json_and_plots(results: Path):
         ["HF LoRA", "88.7", "**70.0**"],
         ["Zero-shot", "50.0", DASH],
     ]
-    assert "| HF LoRA | 71.0 | 69.0 | 70.0 | 8m32s | 3.9 | 20.3 | 2890 |" in table
-    assert f"| Zero-shot | 50.0 | 48.0 | {DASH} | {DASH} | 20.3 | 2890 |" in table
+    assert "| HF LoRA | 71.0 | 69.0 | 70.0 | 8m32s | 3.9 | 20.3 | 2890 | 0 |" in table
+    assert f"| Zero-shot | 50.0 | 48.0 | {DASH} | {DASH} | 20.3 | 2890 | 0 |" in table
     assert (
         "Budget: 1000 training examples, 300 selection examples, 2 epochs, 872 evaluation examples." in table
     )
@@ -121,6 +123,8 @@ def test_build_writes_table_json_and_plots(results: Path):
         ("conll2003", "hf-lora"),
     ]
     assert combined["runs"][0] == RUNS[4]
+    assert [row["n"] for row in combined["aggregated"]] == [1] * 5
+    assert combined["aggregated"][0]["score"] == 0.912
 
     for name in ("scores.png", "learning_curves.png"):
         data = (results / name).read_bytes()
@@ -132,3 +136,98 @@ def test_build_writes_table_json_and_plots(results: Path):
 def test_main_without_runs_exits_with_one_line(tmp_path: Path):
     with pytest.raises(SystemExit, match="no run files"):
         main(["--results", str(tmp_path)])
+
+
+def seeded(task: str, system: str, label: str, scores: list[float], **extra) -> list[dict]:
+    """One record per seed 0, 1, ... with the given scores; train_seconds grows with the seed."""
+    return [
+        record(task, system, label, score, seed=seed, train_seconds=100.0 * (seed + 1), **extra)
+        for seed, score in enumerate(scores)
+    ]
+
+
+# By its best seed HF LoRA (96.0) would win SST-2; by the mean LS-unLLaMA (92.0 against 91.0) does.
+SEEDED = [
+    *seeded("sst2", "ls-unllama", "LS-unLLaMA", [0.90, 0.92, 0.94]),
+    *seeded("sst2", "hf-lora", "HF LoRA", [0.96, 0.86]),
+    *seeded("sst2", "zero-shot", "Zero-shot", [0.5], history=[]),
+]
+
+
+def test_aggregate_averages_every_figure_over_seeds():
+    row = aggregate(SEEDED[:3])
+    assert (row["task"], row["system"], row["seeds"], row["n"]) == ("sst2", "ls-unllama", [0, 1, 2], 3)
+    assert row["score"] == pytest.approx(0.92)
+    assert row["score_sd"] == pytest.approx(0.02)  # sample sd: sqrt((0.02² + 0 + 0.02²) / 2)
+    assert row["metrics"] == pytest.approx({"accuracy": 0.92, "macro_f1": 0.90})
+    assert row["metrics_sd"] == pytest.approx({"accuracy": 0.02, "macro_f1": 0.02})
+    assert row["train_seconds"] == pytest.approx(200.0)
+    assert row["peak_memory_mb"] == pytest.approx(2890.5)
+
+    single = aggregate(SEEDED[-1:])
+    assert (single["n"], single["score"], single["score_sd"], single["metrics_sd"]) == (1, 0.5, None, {})
+
+
+def test_table_shows_mean_sd_and_n_and_bolds_the_best_mean(tmp_path: Path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for run in reversed(SEEDED):  # file order must not matter
+        path = record_path(tmp_path, run["task"], run["system"], run["seed"])
+        path.write_text(json.dumps(run), encoding="utf-8")
+    build(tmp_path)
+
+    table = (tmp_path / "table.md").read_text(encoding="utf-8")
+    _, _, *rows = summary_rows(table)
+    assert rows == [
+        ["LS-unLLaMA", "**92.0 \u00b1 2.0 (n=3)**"],
+        ["HF LoRA", "91.0 \u00b1 7.1 (n=2)"],
+        ["Zero-shot", "50.0"],
+    ]
+    assert "| LS-unLLaMA | 92.0 | 90.0 | 3m20s | 3.9 | 20.3 | 2890 | 0, 1, 2 |" in table
+    assert "| HF LoRA | 91.0 | 89.0 | 2m30s | 3.9 | 20.3 | 2890 | 0, 1 |" in table
+    assert "Budget: 1000 training examples" in table  # one budget line, not one per seed
+    assert "- Seed(s): 0, 1, 2" in table
+
+    combined = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert [(run["system"], run["seed"]) for run in combined["runs"]] == [
+        ("ls-unllama", 0),
+        ("ls-unllama", 1),
+        ("ls-unllama", 2),
+        ("hf-lora", 0),
+        ("hf-lora", 1),
+        ("zero-shot", 0),
+    ]
+    aggregated = {row["system"]: row for row in combined["aggregated"]}
+    assert [aggregated[name]["n"] for name in ("ls-unllama", "hf-lora", "zero-shot")] == [3, 2, 1]
+    assert aggregated["hf-lora"]["score_sd"] == pytest.approx(0.0707, abs=1e-4)
+    for name in ("scores.png", "learning_curves.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_jobs_are_one_per_task_system_and_seed_and_skip_saved_records(tmp_path: Path):
+    def pending(*extra: str) -> list[tuple[str, str, int]]:
+        argv = ["--tasks", "sst2", "conll2003", "--systems", "ls-llama", "zero-shot", "ls-unllama-max"]
+        return jobs(parse_args([*argv, "--seeds", "0", "1", "--results", str(tmp_path), *extra]))
+
+    everything = [
+        ("conll2003", "ls-llama", 0),
+        ("sst2", "ls-llama", 0),
+        ("sst2", "zero-shot", 0),
+        ("conll2003", "ls-llama", 1),
+        ("sst2", "ls-llama", 1),
+        ("sst2", "zero-shot", 1),
+        ("sst2", "ls-unllama-max", 0),  # the ablation last, on SST-2 only
+        ("sst2", "ls-unllama-max", 1),
+    ]
+    assert pending() == everything
+
+    saved = record_path(tmp_path, "sst2", "ls-llama", 1)
+    assert saved == tmp_path / "runs" / "sst2__ls-llama__seed1.json"
+    saved.parent.mkdir()
+    saved.write_text("{}")
+    (tmp_path / "runs" / "sst2__zero-shot.json").write_text("{}")  # old naming: not a seed-0 record
+    assert pending() == [job for job in everything if job != ("sst2", "ls-llama", 1)]
+    assert pending("--force") == everything
+
+    assert parse_args([]).seeds == [0]
+    assert parse_args(["--one", "sst2", "ls-llama", "2"]).one == ["sst2", "ls-llama", "2"]

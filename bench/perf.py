@@ -1,0 +1,646 @@
+"""Speed and memory: lsllm against the usual transformers recipe, same model, data and machine.
+
+    python -m bench.perf                              # SmolLM2-135M, all parts (est. 15-20 min, 2 cores)
+    python -m bench.perf --only predict               # one part: train, predict and/or flops
+    python -m bench.perf --random-config llama-8b     # GPU: a Llama-style model with random weights
+
+Training: lsllm.train against AutoModelFor*Classification + peft LoRA + Trainer (default settings), SST-2
+and CoNLL-2003, causal and bidirectional, timed by the Trainer's own train_runtime. Prediction:
+lsllm.load(run).predict against transformers.pipeline, at batch 1 and 64. FLOPs: counted from the
+model's shapes (bench/flops.py) against the measured torch.matmul peak. Every measurement runs in its
+own process (clean peak memory); every figure is reported as a ratio lsllm / baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import random
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+from bench.accuracy import environment
+from bench.common import SMOLLM2, Settings, read_jsonl, task_labels, timed
+from bench.datasets import TASKS, Task, prepare
+from bench.flops import Shapes, matmul_peak
+from bench.serve_load import percentile
+from lsllm.atomic import write_json_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK_ORDER = ("sst2", "conll2003")
+MODES = ("causal", "bidirectional")
+SYSTEMS = ("lsllm", "baseline")
+PARTS = ("train", "predict", "flops")
+EPOCHS = 1
+# lsllm's pooling per mode, as in the accuracy benchmark (LS-LLaMA: last token, LS-unLLaMA: mean); the
+# baseline's AutoModelForSequenceClassification always pools the last token.
+POOLING = {"causal": "last", "bidirectional": "mean"}
+# Shapes of Llama 3.2 1B / 3B and Llama 3.1 8B, for --random-config without a config file at hand.
+LLAMA_CONFIGS = {
+    "llama-1b": dict(
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=64,
+        tie_word_embeddings=True,
+    ),
+    "llama-3b": dict(
+        hidden_size=3072,
+        intermediate_size=8192,
+        num_hidden_layers=28,
+        num_attention_heads=24,
+        num_key_value_heads=8,
+        head_dim=128,
+        tie_word_embeddings=True,
+    ),
+    "llama-8b": dict(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        tie_word_embeddings=False,
+    ),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.perf",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--data", type=Path, default=ROOT.parent / "shared" / "datasets", help="dataset folder"
+    )
+    parser.add_argument("--model", default=SMOLLM2, help="built-in name or Llama-style model folder")
+    parser.add_argument(
+        "--random-config",
+        help=f"a config.json (or its folder), or one of {', '.join(LLAMA_CONFIGS)}: a model of that shape"
+        " with random weights and the SmolLM2 tokenizer, instead of --model (for a GPU: bf16 autocast there)",
+    )
+    parser.add_argument("--train-examples", type=int, default=256, help="seeded training subsample per task")
+    parser.add_argument("--dev-examples", type=int, default=16, help="dev set evaluated after the epoch")
+    parser.add_argument("--predict-examples", type=int, default=256, help="inputs predicted per batch size")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64], help="prediction batch sizes")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="measure only these")
+    parser.add_argument("--seed", type=int, default=0, help="seed for subsamples, initialisation, data order")
+    parser.add_argument(
+        "--results", type=Path, default=ROOT / "bench" / "results" / "perf", help="where outputs go"
+    )
+    parser.add_argument(
+        "--work", type=Path, default=Path.home() / ".cache" / "lsllm" / "bench" / "perf", help="scratch space"
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="shrink the example counts (smoke tests), e.g. 0.05"
+    )
+    parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def counts(args: argparse.Namespace) -> tuple[int, int, int]:
+    """Training, dev and prediction examples, after --scale."""
+    sizes = (args.train_examples, args.dev_examples, args.predict_examples)
+    train, dev, predict = (max(2, round(n * args.scale)) for n in sizes)
+    return train, dev, predict
+
+
+def perf_task(args: argparse.Namespace, name: str) -> Task:
+    """The accuracy benchmark's task with this benchmark's budget: N training examples, one epoch."""
+    task = TASKS[name]
+    train, dev, _ = counts(args)
+    return replace(
+        task, budget=replace(task.budget, train_examples=train, selection_examples=dev, epochs=EPOCHS)
+    )
+
+
+def task_paths(args: argparse.Namespace, task: Task) -> dict[str, Path]:
+    """The seeded splits as JSONL, written once per size; every system reads the same files."""
+    folder = args.work / "data" / f"train{task.budget.train_examples}-dev{task.budget.selection_examples}"
+    return prepare(task, args.data, folder, args.seed)
+
+
+def predict_rows(args: argparse.Namespace, paths: dict[str, Path]) -> list[dict]:
+    """A seeded sample of the evaluation split (SST-2 dev, CoNLL-2003 test) to predict."""
+    rows = read_jsonl(paths["evaluation"])
+    size = counts(args)[2]
+    return rows if size >= len(rows) else random.Random(args.seed).sample(rows, size)
+
+
+# --- the model ---------------------------------------------------------------------------------------
+
+
+def _random_config_values(spec: str) -> dict:
+    if spec in LLAMA_CONFIGS:
+        return {
+            "model_type": "llama",
+            "vocab_size": 128256,
+            "max_position_embeddings": 8192,
+            **LLAMA_CONFIGS[spec],
+        }
+    path = Path(spec).expanduser()
+    path = path / "config.json" if path.is_dir() else path
+    if not path.is_file():
+        raise SystemExit(f"bench.perf: --random-config {spec}: no such file; pass a config.json or a name")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def model_path(args: argparse.Namespace) -> str:
+    """The model folder both systems load: --model, or the random-weight folder of --random-config."""
+    if not args.random_config:
+        from lsllm.models import resolve_model
+
+        return resolve_model(args.model)
+    values = _random_config_values(args.random_config)
+    key = hashlib.sha1(json.dumps([values, args.seed], sort_keys=True).encode()).hexdigest()[:12]
+    return str(args.work / "models" / f"random-{key}")
+
+
+def build_random_model(args: argparse.Namespace, folder: Path) -> None:
+    """Save a model of the --random-config shape with random weights and the SmolLM2 tokenizer (once)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lsllm.models import load_tokenizer, resolve_model
+
+    if (folder / "config.json").exists():
+        return
+    values = dict(_random_config_values(args.random_config))
+    for key in ("architectures", "transformers_version", "_name_or_path", "torch_dtype", "dtype"):
+        values.pop(key, None)
+    config = AutoConfig.for_model(values.pop("model_type", "llama"), **values)
+    tokenizer = load_tokenizer(resolve_model(SMOLLM2))
+    config.vocab_size = max(config.vocab_size, len(tokenizer))
+    config.pad_token_id, config.bos_token_id = tokenizer.pad_token_id, tokenizer.bos_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    torch.manual_seed(args.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    os.replace(staging, folder)
+
+
+def shapes_of(path: str) -> Shapes:
+    from transformers import AutoConfig
+
+    return Shapes.from_config(AutoConfig.from_pretrained(path))
+
+
+def precision() -> str:
+    """What lsllm's precision 'auto' picks here, and what the baseline is given to match it."""
+    from lsllm.precision import use_bf16
+
+    return "bf16" if use_bf16("auto") else "fp32"
+
+
+def baseline_model(kind: str, labels: list[str], path: str, mode: str):
+    """AutoModelFor*Classification in fp32 (as lsllm loads its backbone), in the attention mode asked.
+
+    transformers 5 honours `config.is_causal = False`; lsllm's probe proves the switch took effect.
+    """
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
+
+    from lsllm.attention import check_attention
+
+    notes = []
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+        notes.append("the baseline's tokenizer had no pad token; it pads with eos")
+    auto = AutoModelForSequenceClassification if kind == "sequence" else AutoModelForTokenClassification
+    model = auto.from_pretrained(
+        path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        pad_token_id=tokenizer.pad_token_id,
+        dtype=torch.float32,
+    )
+    model.config.is_causal = mode == "causal"
+    check_attention(model.base_model, mode, model.config.vocab_size)
+    return tokenizer, model, notes
+
+
+# --- training ----------------------------------------------------------------------------------------
+
+
+def train_lsllm(task: Task, mode: str, paths, labels, path: str, settings: Settings, work: Path) -> dict:
+    from lsllm import TrainConfig, train
+    from lsllm.data.encoding import Encoder
+    from lsllm.data.task import TaskData, label_map_for
+    from lsllm.models import load_tokenizer
+    from lsllm.run import TRAINING_LOG
+
+    config = TrainConfig(
+        model=path,
+        task=task.kind,
+        train=str(paths["train"]),
+        dev=str(paths["selection"]),
+        output=str(work / "run"),
+        attention=mode,
+        pooling=POOLING[mode],
+        labels=labels,
+        max_length=task.budget.max_length,
+        epochs=task.budget.epochs,
+        learning_rate=settings.learning_rate,
+        batch_size=settings.batch_size,
+        lora_r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        seed=settings.seed,
+        save_total_limit=1,
+    )
+    train(config)
+    data = TaskData(config, label_map_for(config, []), Encoder(load_tokenizer(path), config.max_length))
+    features = data.encode(data.read(config.train), config.train, with_labels=False)
+    return {
+        "history": read_jsonl(work / "run" / TRAINING_LOG),
+        "lengths": [len(feature["input_ids"]) for feature in features],
+        "notes": [],
+    }
+
+
+def train_baseline(task: Task, mode: str, paths, labels, path: str, settings: Settings, work: Path) -> dict:
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer
+
+    from bench.hf_baseline import encode
+    from bench.recipe import training_arguments, with_lora
+    from lsllm.metrics import selection_metric
+    from lsllm.training import trainer_metrics
+
+    tokenizer, model, notes = baseline_model(task.kind, labels, path, mode)
+    model = with_lora(model, settings, "SEQ_CLS" if task.kind == "sequence" else "TOKEN_CLS")
+    label_ids = {name: i for i, name in enumerate(labels)}
+    encoded = {
+        split: encode(task, tokenizer, read_jsonl(paths[split]), label_ids, task.budget.max_length)
+        for split in ("train", "selection")
+    }
+    collator = DataCollatorWithPadding if task.kind == "sequence" else DataCollatorForTokenClassification
+    bf16 = precision() == "bf16"  # what lsllm's precision 'auto' picks: fp32 on CPUs without bf16 units
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(
+            task,
+            settings,
+            work,
+            learning_rate=settings.learning_rate,
+            metric=selection_metric(task.kind),
+            bf16=bf16,
+        ),
+        train_dataset=encoded["train"],
+        eval_dataset=encoded["selection"],
+        data_collator=collator(tokenizer),
+        compute_metrics=trainer_metrics(task.kind, labels),
+    )
+    trainer.train()
+    return {
+        "history": trainer.state.log_history,
+        "lengths": [len(row["input_ids"]) for row in encoded["train"]],
+        "notes": notes,
+    }
+
+
+def measure_training(args: argparse.Namespace, name: str, mode: str, system: str) -> dict:
+    task = perf_task(args, name)
+    paths = task_paths(args, task)
+    labels = task_labels(task, paths)
+    settings = Settings(seed=args.seed)
+    path = model_path(args)
+    work = args.work / "runs" / f"train__{name}__{mode}__{system}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    run = train_lsllm if system == "lsllm" else train_baseline
+    result = run(task, mode, paths, labels, path, settings, work)
+    shutil.rmtree(work, ignore_errors=True)
+    history = result["history"]
+    final = next(record for record in reversed(history) if "train_runtime" in record)
+    runtime = final["train_runtime"]
+    eval_seconds = sum(record["eval_runtime"] for record in history if "eval_runtime" in record)
+    lengths = result["lengths"]
+    return {
+        "part": "train",
+        "task": name,
+        "kind": task.kind,
+        "mode": mode,
+        "pooling": (POOLING[mode] if system == "lsllm" else "last") if task.kind == "sequence" else None,
+        "system": system,
+        "precision": precision(),
+        "examples": len(lengths),
+        "dev_examples": task.budget.selection_examples,
+        "epochs": EPOCHS,
+        "max_length": task.budget.max_length,
+        "real_tokens": sum(lengths) * EPOCHS,
+        "train_runtime": runtime,
+        "eval_seconds": eval_seconds,
+        "steps": final.get("step"),
+        "train_loss": final.get("train_loss"),
+        "examples_per_second": len(lengths) * EPOCHS / runtime,
+        "tokens_per_second": sum(lengths) * EPOCHS / runtime,
+        "flops": shapes_of(path).training(lengths, settings.lora_r) * EPOCHS,
+        "flop_seconds": runtime - eval_seconds,  # the steps, without the dev evaluation
+        "notes": result["notes"],
+        "history": history,
+    }
+
+
+# --- prediction --------------------------------------------------------------------------------------
+
+
+def predict_run(args: argparse.Namespace, name: str) -> Path:
+    return args.work / "runs" / f"predict__{name}"
+
+
+def make_run(args: argparse.Namespace, name: str) -> None:
+    """An lsllm run folder as training leaves it, with a random head and LoRA (speed ignores weights)."""
+    import torch
+
+    from lsllm.config import TrainConfig
+    from lsllm.data.labels import LabelMap
+    from lsllm.modeling import add_lora, build_model
+    from lsllm.models import load_tokenizer
+    from lsllm.run import RunFolder
+
+    task = perf_task(args, name)
+    labels = LabelMap.from_names(task_labels(task, task_paths(args, task)))
+    path = model_path(args)
+    config = TrainConfig(
+        model=path, task=task.kind, labels=list(labels.names), max_length=task.budget.max_length
+    )
+    torch.manual_seed(args.seed)
+    model = add_lora(
+        build_model(config, len(labels)), config.lora_r, config.lora_alpha, config.lora_dropout, None
+    )
+    folder = predict_run(args, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    run = RunFolder(folder)
+    run.prepare_for_training(resume=False)
+    run.save_setup(config, labels, load_tokenizer(path))
+    run.save_weights(model)
+
+
+def predict_precision():
+    """Both systems predict under the same autocast: bf16 on a GPU that has it, none elsewhere."""
+    import torch
+
+    if torch.cuda.is_available() and precision() == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16), "bf16"
+    return contextlib.nullcontext(), "fp32"
+
+
+def latency(call, inputs: list, batch_size: int) -> dict:
+    """Time `call` on consecutive chunks of `batch_size` inputs (after one warm-up call)."""
+    call(inputs[:batch_size], batch_size)
+    seconds = [
+        timed(partial(call, inputs[i : i + batch_size], batch_size))[1]
+        for i in range(0, len(inputs), batch_size)
+    ]
+    total = sum(seconds)
+    return {
+        "batch_size": batch_size,
+        "calls": len(seconds),
+        "seconds": total,
+        "examples_per_second": len(inputs) / total,
+        "p50_ms": 1000 * percentile(seconds, 0.5),
+        "p99_ms": 1000 * percentile(seconds, 0.99),
+        "max_ms": 1000 * max(seconds),
+    }
+
+
+def measure_prediction(args: argparse.Namespace, name: str, system: str) -> dict:
+    """Examples/s and per-call latency at each batch size; lsllm predicts words, the pipeline their text."""
+    import torch
+
+    task = perf_task(args, name)
+    paths = task_paths(args, task)
+    rows = predict_rows(args, paths)
+    labels = task_labels(task, paths)
+    path = model_path(args)
+    mode = "causal" if task.kind == "sequence" else "bidirectional"  # lsllm's defaults, for both systems
+    notes = []
+    if system == "lsllm":
+        from lsllm import load
+        from lsllm.data.encoding import join_words
+        from lsllm.data.readers import SequenceExample
+
+        classifier = load(predict_run(args, name))
+        if task.kind == "sequence":
+            inputs = [row["text"] for row in rows]
+            features = classifier.data.encode(
+                [SequenceExample(t) for t in inputs], "texts", with_labels=False
+            )
+            lengths = [len(feature["input_ids"]) for feature in features]
+        else:
+            inputs = [row["tokens"] for row in rows]
+            encoder = classifier.data.encoder
+            windows = [w for words in inputs for w in encoder.windows(*join_words(words), mode == "causal")]
+            lengths = [len(window.input_ids) for window in windows]
+
+        def call(chunk: list, batch_size: int) -> list:
+            return classifier.predict(chunk, batch_size=batch_size)
+    else:
+        from transformers import pipeline
+
+        tokenizer, model, notes = baseline_model(task.kind, labels, path, mode)
+        inputs = [row["text"] if task.kind == "sequence" else " ".join(row["tokens"]) for row in rows]
+        lengths = [len(tokenizer(text)["input_ids"]) for text in inputs]
+        pipe = pipeline(
+            "text-classification" if task.kind == "sequence" else "token-classification",
+            model=model,
+            tokenizer=tokenizer,
+            device="cuda" if torch.cuda.is_available() else "cpu",
+        )
+
+        def call(chunk: list, batch_size: int) -> list:
+            return pipe(chunk, batch_size=batch_size)
+
+    autocast, dtype = predict_precision()
+    with autocast:
+        batches = [latency(call, inputs, size) for size in args.batch_sizes]
+    return {
+        "part": "predict",
+        "task": name,
+        "kind": task.kind,
+        "mode": mode,
+        "system": system,
+        "precision": dtype,
+        "examples": len(inputs),
+        "sequences": len(lengths),
+        "real_tokens": sum(lengths),
+        "flops": shapes_of(path).forward(lengths),
+        "batches": batches,
+        "notes": notes,
+    }
+
+
+# --- the matmul peak ---------------------------------------------------------------------------------
+
+
+def measure_peak(args: argparse.Namespace) -> dict:
+    """torch.matmul FLOP/s on the model's MLP shape, fp32 and bf16, on the device the systems use."""
+    import torch
+
+    from lsllm.precision import bf16_is_fast
+
+    shapes = shapes_of(model_path(args))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokens = 8192 if device == "cuda" else 1024
+    bf16_tokens = tokens if device == "cuda" or bf16_is_fast() else 64  # emulated bf16 is ~100x slower
+    return {
+        "part": "flops",
+        "shapes": shapes.to_dict(),
+        "bf16_native": bf16_is_fast(),
+        "peaks": [
+            matmul_peak(tokens, shapes, "fp32", device),
+            matmul_peak(bf16_tokens, shapes, "bf16", device),
+        ],
+    }
+
+
+# --- running it all ----------------------------------------------------------------------------------
+
+
+def jobs(args: argparse.Namespace) -> list[list[str]]:
+    """What to measure, each in its own process: setup first, then the peak, training, prediction."""
+    todo = []
+    if args.random_config or "predict" in args.only:
+        todo.append(["setup"])
+    if "flops" in args.only:
+        todo.append(["peak"])
+    if "train" in args.only:
+        todo += [["train", t, m, s] for t in TASK_ORDER for m in MODES for s in SYSTEMS]
+    if "predict" in args.only:
+        todo += [["predict", t, s] for t in TASK_ORDER for s in SYSTEMS]
+    return todo
+
+
+def run_job(args: argparse.Namespace, job: list[str]) -> dict:
+    """One job in this process; its record, with peak memory and the environment."""
+    import torch
+
+    kind, *rest = job
+    if kind == "setup":
+        if args.random_config:
+            build_random_model(args, Path(model_path(args)))
+        if "predict" in args.only:
+            for name in TASK_ORDER:
+                make_run(args, name)
+        return {"part": "setup", "model_path": model_path(args)}
+    if kind == "peak":
+        record = measure_peak(args)
+    elif kind == "train":
+        record = measure_training(args, *rest)
+    else:
+        record = measure_prediction(args, *rest)
+    return {
+        **record,
+        "shapes": shapes_of(model_path(args)).to_dict(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+        "threads": torch.get_num_threads(),
+        **environment(),
+    }
+
+
+def record_path(args: argparse.Namespace, job: list[str]) -> Path:
+    return args.work / "records" / ("__".join(job) + ".json")
+
+
+def _dirty() -> bool:
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
+    return bool(status.stdout.strip())
+
+
+def describe(args: argparse.Namespace, command: str, started: str, failed: list[str]) -> dict:
+    """What the report says about the run as a whole: command, sizes, settings, failures."""
+    train, dev, predict = counts(args)
+    return {
+        "command": command,
+        "started": started,
+        "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+        "model": f"random weights, {args.random_config}" if args.random_config else args.model,
+        "train_examples": train,
+        "dev_examples": dev,
+        "predict_examples": predict,
+        "batch_sizes": args.batch_sizes,
+        "epochs": EPOCHS,
+        "settings": Settings(seed=args.seed).to_dict(),
+        "seed": args.seed,
+        "scale": args.scale,
+        "working_tree_dirty": _dirty(),
+        "failed": failed,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.one:
+        write_json_atomic(record_path(args, args.one), run_job(args, args.one))
+        return
+    command = shlex.join(["python", "-m", "bench.perf", *argv])
+    if {"train", "predict"} & set(args.only):  # once, here, so the measuring processes only read them
+        for name in TASK_ORDER:
+            task_paths(args, perf_task(args, name))
+    shutil.rmtree(args.work / "records", ignore_errors=True)
+    logs = args.work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = datetime.datetime.now().isoformat(timespec="seconds")
+    todo, records, failed = jobs(args), [], []
+    for number, job in enumerate(todo, start=1):
+        label = " / ".join(job)
+        print(f"[{number}/{len(todo)}] {label} ...", end=" ", flush=True)
+        log = logs / ("__".join(job) + ".log")
+        with log.open("w") as handle:
+            child, seconds = timed(
+                partial(
+                    subprocess.run,
+                    [sys.executable, "-m", "bench.perf", *argv, "--one", *job],
+                    cwd=ROOT,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        if child.returncode:
+            failed.append(label)
+            print(f"FAILED after {seconds:.0f} s; see {log}")
+            if job == ["setup"]:
+                break
+            continue
+        print(f"done in {seconds:.0f} s")
+        if job != ["setup"]:
+            records.append(json.loads(record_path(args, job).read_text(encoding="utf-8")))
+    meta = describe(args, command, started, failed)
+    if records:
+        from bench.perf_report import write_report
+
+        for path in write_report(args.results, records, meta):
+            print(f"wrote {path}")
+    if failed:
+        raise SystemExit(f"bench.perf: {len(failed)} job(s) failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()

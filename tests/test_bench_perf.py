@@ -1,0 +1,165 @@
+"""bench.perf's FLOP count from a model's shapes, and its report: ratios lsllm / baseline, table, plot."""
+
+import json
+from types import SimpleNamespace
+
+from bench.flops import Shapes
+from bench.perf_report import ratios, render, write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SMOLLM2 = SimpleNamespace(
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    head_dim=64,
+)
+ENVIRONMENT = {"versions": {"torch": "2.13.0"}, "hardware": {"cpu": "Test CPU", "cores": 2}}
+SHAPES = Shapes.from_config(SMOLLM2).to_dict()
+META = {
+    "command": "python -m bench.perf",
+    "started": "2026-11-21T10:00:00",
+    "finished": "2026-11-21T10:20:00",
+    "model": "smollm2-135m",
+    "train_examples": 256,
+    "dev_examples": 16,
+    "predict_examples": 256,
+    "batch_sizes": [1, 64],
+    "epochs": 1,
+    "settings": {
+        "batch_size": 16,
+        "learning_rate": 5e-4,
+        "lora_r": 12,
+        "lora_alpha": 32.0,
+        "lora_dropout": 0.1,
+    },
+    "seed": 0,
+    "scale": 1.0,
+    "working_tree_dirty": False,
+    "failed": [],
+}
+
+
+def test_linear_flops_are_twice_the_weights_of_the_blocks():
+    # SmolLM2-135M holds 106,168,320 weights in its 30 blocks' linear layers (134.5M with the embedding).
+    assert Shapes.from_config(SMOLLM2).linear_per_token() == 2 * 106_168_320
+
+
+def test_training_counts_input_gradients_only_for_frozen_weights():
+    shapes = Shapes.from_config(SMOLLM2)
+    lengths = [20, 40]
+    without_lora = shapes.training(lengths, lora_r=0)
+    attention = sum(n * shapes.attention_per_token(n) for n in lengths)
+    assert without_lora == 2 * shapes.forward(lengths) + attention
+    assert shapes.training(lengths, lora_r=12) - without_lora == 3 * 60 * shapes.lora_per_token(12)
+
+
+def test_head_dim_and_kv_heads_default_like_transformers():
+    config = SimpleNamespace(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4
+    )
+    shapes = Shapes.from_config(config)
+    assert (shapes.head_dim, shapes.kv_heads) == (16, 4)
+
+
+def train_record(system: str, tokens_per_second: float, memory: float) -> dict:
+    return {
+        "part": "train",
+        "task": "sst2",
+        "mode": "causal",
+        "system": system,
+        "precision": "fp32",
+        "examples_per_second": tokens_per_second / 10,
+        "tokens_per_second": tokens_per_second,
+        "train_runtime": 2560 / tokens_per_second,
+        "eval_seconds": 1.0,
+        "peak_rss_mb": memory,
+        "peak_gpu_mb": None,
+        "flops": 1e12,
+        "flop_seconds": 2560 / tokens_per_second - 1.0,
+        "notes": [],
+        "shapes": SHAPES,
+        **ENVIRONMENT,
+    }
+
+
+def predict_record(system: str, examples_per_second: float) -> dict:
+    batches = [
+        {
+            "batch_size": size,
+            "calls": 256 // size,
+            "seconds": 256 / examples_per_second,
+            "examples_per_second": examples_per_second,
+            "p50_ms": 1000 * size / examples_per_second,
+            "p99_ms": 2000 * size / examples_per_second,
+            "max_ms": 2000 * size / examples_per_second,
+        }
+        for size in (1, 64)
+    ]
+    return {
+        "part": "predict",
+        "task": "conll2003",
+        "mode": "bidirectional",
+        "system": system,
+        "precision": "fp32",
+        "flops": 5e11,
+        "batches": batches,
+        "peak_rss_mb": 900.0,
+        "notes": [],
+        "shapes": SHAPES,
+        **ENVIRONMENT,
+    }
+
+
+PEAK = {
+    "part": "flops",
+    "bf16_native": False,
+    "peaks": [
+        {
+            "dtype": "fp32",
+            "device": "cpu",
+            "shape": [1024, 576, 1536],
+            "threads": 2,
+            "flops_per_second": 1e11,
+        },
+        {"dtype": "bf16", "device": "cpu", "shape": [64, 576, 1536], "threads": 2, "flops_per_second": 1e9},
+    ],
+    "shapes": SHAPES,
+    **ENVIRONMENT,
+}
+RECORDS = [
+    PEAK,
+    train_record("lsllm", 1500.0, 1800.0),
+    train_record("baseline", 1000.0, 2000.0),
+    predict_record("lsllm", 40.0),
+    predict_record("baseline", 20.0),
+]
+
+
+def test_ratios_are_lsllm_over_baseline_with_the_targets():
+    found = {row.measurement: row for row in ratios(RECORDS)}
+    assert found["train SST-2 causal: real tokens/s"].ratio == 1.5
+    assert found["train SST-2 causal: real tokens/s"].target == 1.5
+    assert found["train SST-2 causal: peak RSS (MB)"].ratio == 0.9
+    assert found["predict CoNLL-2003 batch 64: examples/s"].ratio == 2.0
+    assert found["predict CoNLL-2003 batch 1: p50 latency (ms)"].ratio == 0.5
+    assert found["predict CoNLL-2003 batch 1: p50 latency (ms)"].better == "lower"
+
+
+def test_report_files(tmp_path):
+    written = write_report(tmp_path, RECORDS, META)
+    assert [path.name for path in written] == ["table.md", "results.json", "perf.png"]
+    table = (tmp_path / "table.md").read_text(encoding="utf-8")
+    assert "| train SST-2 causal: real tokens/s | 1,500.00 | 1,000.00 | **1.50x** | higher | 1.5x |" in table
+    assert "bf16 (emulated: no bf16 units on this CPU)" in table
+    assert "python -m bench.perf" in table
+    combined = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert len(combined["records"]) == 5 and combined["meta"]["train_examples"] == 256
+    assert (tmp_path / "perf.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_measurement_without_its_baseline_is_left_out():
+    table = render([PEAK, train_record("lsllm", 1500.0, 1800.0)], META)
+    assert "## Training" not in table and "## Prediction" not in table
+    assert "## FLOP counting and the matmul peak" in table
