@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 PREDICT_BATCH_SIZE = 8
 
 
-def _opt(default: Any, help: str, **extra: Any) -> Any:
+def option(default: Any, help: str, **extra: Any) -> Any:
     """A dataclass field carrying its command-line help text."""
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help, **extra})
@@ -52,71 +52,77 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
 class TrainConfig:
     """Everything that defines a run. Field names are the YAML keys; `--field-name` are the flags."""
 
-    model: str = _opt(None, "model: local Hugging Face folder, hub id, or built-in name (smollm2-135m)")
-    task: str = _opt(
+    model: str = option(None, "model: local Hugging Face folder, hub id, or built-in name (smollm2-135m)")
+    task: str = option(
         None, "what to predict: one label per text (sequence) or per word (token)", choices=TASKS
     )
-    train: str = _opt(None, "training data file (.jsonl .csv .tsv .parquet; CoNLL columns for token)")
-    dev: str = _opt(None, "development data: evaluated during training to pick the best checkpoint")
-    test: str | None = _opt(None, "test data: evaluated once at the end, never used for selection")
-    output: str = _opt(None, "run folder to write (created; reused with --resume)")
-    attention: str | None = _opt(
+    train: str = option(None, "training data file (.jsonl .csv .tsv .parquet; CoNLL columns for token)")
+    dev: str = option(None, "development data: evaluated during training to pick the best checkpoint")
+    test: str | None = option(None, "test data: evaluated once at the end, never used for selection")
+    output: str = option(None, "run folder to write (created; reused with --resume)")
+    attention: str | None = option(
         None,
         "causal (LS-LLaMA) or bidirectional (LS-unLLaMA); default: causal for sequence,"
         " bidirectional for token",
         choices=ATTENTION_MODES,
     )
-    pooling: str = _opt("last", "how token states become one vector (sequence task)", choices=POOLING_MODES)
-    text_field: list[str] = _opt(["text"], "text column(s); repeat the flag to join several fields")
-    text_pair: bool = _opt(False, "encode exactly two text fields as a tokenizer pair instead of joining")
-    label_field: str = _opt("label", "label column (sequence task)")
-    tokens_field: str = _opt("tokens", "word-list field of JSONL token data")
-    tags_field: str = _opt("tags", "tag-list field of JSONL token data")
-    labels: list[str] | None = _opt(
+    pooling: str = option("last", "how token states become one vector (sequence task)", choices=POOLING_MODES)
+    text_field: list[str] = option(["text"], "text column(s); repeat the flag to join several fields")
+    text_pair: bool = option(False, "encode exactly two text fields as a tokenizer pair instead of joining")
+    label_field: str = option("label", "label column (sequence task)")
+    tokens_field: str = option("tokens", "word-list field of JSONL token data")
+    tags_field: str = option("tags", "tag-list field of JSONL token data")
+    labels: list[str] | None = option(
         None, "the full label set in this order (default: from the training data)"
     )
-    max_train_examples: int | None = _opt(None, "train on a random subset of this many examples (seeded)")
-    max_dev_examples: int | None = _opt(None, "select on a random subset of this many dev examples (seeded)")
-    max_length: int = _opt(256, "longest input in tokens; longer inputs are truncated, with a warning")
-    lora_r: int = _opt(12, "LoRA rank")
-    lora_alpha: float = _opt(32.0, "LoRA scaling alpha")
-    lora_dropout: float = _opt(0.1, "dropout on the LoRA path")
-    lora_targets: list[str] | None = _opt(
+    max_train_examples: int | None = option(None, "train on a random subset of this many examples (seeded)")
+    max_dev_examples: int | None = option(
+        None, "select on a random subset of this many dev examples (seeded)"
+    )
+    max_length: int = option(
+        256,
+        "longest input in tokens; longer ones are truncated with a warning, except that token runs"
+        " predict long inputs whole, in overlapping windows",
+    )
+    lora_r: int = option(12, "LoRA rank")
+    lora_alpha: float = option(32.0, "LoRA scaling alpha")
+    lora_dropout: float = option(0.1, "dropout on the LoRA path")
+    lora_targets: list[str] | None = option(
         None, "module names to adapt, e.g. q_proj v_proj (default: every linear layer of the backbone)"
     )
-    epochs: float = _opt(3.0, "training epochs")
-    learning_rate: float = _opt(1e-4, "peak learning rate (linear decay)")
-    batch_size: int = _opt(8, "examples per device batch")
-    grad_accum: int = _opt(1, "batches accumulated per optimiser step")
-    warmup_ratio: float = _opt(0.0, "fraction of steps spent warming up the learning rate")
-    weight_decay: float = _opt(0.0, "AdamW weight decay")
-    eval_steps: int | None = _opt(None, "evaluate on dev every N steps (default: once per epoch)")
-    logging_steps: int = _opt(10, "log the training loss every N steps")
-    save_total_limit: int = _opt(2, "checkpoints kept on disk besides the best one")
-    seed: int = _opt(42, "random seed for initialisation and data order")
-    group_by_length: bool = _opt(
+    epochs: float = option(3.0, "training epochs")
+    learning_rate: float = option(1e-4, "peak learning rate (linear decay)")
+    batch_size: int = option(8, "examples per device batch")
+    grad_accum: int = option(1, "batches accumulated per optimiser step")
+    warmup_ratio: float = option(0.0, "fraction of steps spent warming up the learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    eval_steps: int | None = option(None, "evaluate on dev every N steps (default: once per epoch)")
+    logging_steps: int = option(10, "log the training loss every N steps")
+    save_total_limit: int = option(2, "checkpoints kept on disk besides the best one")
+    seed: int = option(42, "random seed for initialisation and data order")
+    group_by_length: bool = option(
         False,
         "batch training examples of similar length: less padding and faster, but on small sentiment data"
         " it cost accuracy in bench/ (SST-2 accuracy 84.3 shuffled, 75.3 grouped)",
     )
-    precision: str = _opt(
+    precision: str = option(
         "auto",
         "number format for training: bf16 (autocast), fp32, or auto: bf16 on GPUs and CPUs with native"
         " bf16 units (AVX-512 BF16, AMX), fp32 elsewhere, where bf16 is emulated and slow",
         choices=PRECISIONS,
     )
-    packing: bool = _opt(
+    packing: bool = option(
         True,
         "pack short examples side by side into fewer rows (attention stays inside each example) instead of"
         " padding each to the batch's longest; same result, less computed",
     )
-    gradient_checkpointing: bool = _opt(
+    gradient_checkpointing: bool = option(
         False, "recompute the backbone's activations during the backward pass: less memory, slower steps"
     )
-    attn_implementation: str | None = _opt(
+    attn_implementation: str | None = option(
         None, "transformers attention backend: eager or sdpa (default: its choice)"
     )
-    trust_remote_code: bool = _opt(False, "allow model code from the model folder/hub (off unless you ask)")
+    trust_remote_code: bool = option(False, "allow model code from the model folder/hub (off unless you ask)")
 
     def __post_init__(self) -> None:
         if self.attention is None and self.task in TASKS:

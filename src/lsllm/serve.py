@@ -4,31 +4,26 @@ from __future__ import annotations
 
 import signal
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lsllm.config import PREDICT_BATCH_SIZE
+from lsllm.config import PREDICT_BATCH_SIZE, option
 from lsllm.errors import LsllmError
 
 if TYPE_CHECKING:
     from lsllm.inference import Classifier
 
 
-def _opt(default, help: str):
-    """A field carrying its `lsllm serve` flag help."""
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass(frozen=True)
 class ServeOptions:
     """Batching and request limits of the service; the `lsllm serve` flags take their defaults from here."""
 
-    max_batch_size: int = _opt(32, "most inputs merged into one prediction call; 1 turns merging off")
-    max_wait_ms: float = _opt(10.0, "longest a request waits for other requests to join its batch")
-    batch_size: int = _opt(PREDICT_BATCH_SIZE, "inputs per forward pass within a prediction call")
-    max_body_bytes: int = _opt(1_000_000, "largest request body in bytes; a larger one gets status 413")
-    max_inputs: int = _opt(64, "most inputs in one request; more get status 422")
-    max_chars: int = _opt(10_000, "longest input in characters; a longer one gets status 422")
+    max_batch_size: int = option(32, "most inputs merged into one prediction call; 1 turns merging off")
+    max_wait_ms: float = option(10.0, "longest a request waits for other requests to join its batch")
+    batch_size: int = option(PREDICT_BATCH_SIZE, "inputs per forward pass within a prediction call")
+    max_body_bytes: int = option(1_000_000, "largest request body in bytes; a larger one gets status 413")
+    max_inputs: int = option(64, "most inputs in one request; more get status 422")
+    max_chars: int = option(10_000, "longest input in characters; a longer one gets status 422")
 
     def check(self) -> ServeOptions:
         for name in ("max_batch_size", "batch_size", "max_body_bytes", "max_inputs", "max_chars"):
