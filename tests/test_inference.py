@@ -19,7 +19,9 @@ from lsllm.data.task import TaskData
 from lsllm.data.windows import best_windows, cut_windows
 from lsllm.data.words import word_spans
 from lsllm.errors import LsllmError
+from lsllm.inference import Classifier
 from lsllm.models import load_tokenizer
+from lsllm.precision import bf16_is_fast
 from tests.helpers import saved_run, untrained_classifier
 from tests.tiny import CORPUS
 
@@ -259,3 +261,28 @@ def test_predict_command_gives_top_k_and_explains_long_inputs(tiny_model, tmp_pa
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--top-k" in help_text and "keeps the first --max-length tokens" in help_text
     assert '"truncated": true' in help_text and "start_char" in help_text
+
+
+# --- number format -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["sequence", "token"])
+def test_bf16_prediction_agrees_with_fp32(tiny_model, tmp_path, task):
+    run = saved_run(tiny_model, tmp_path / "run", task, "bidirectional")
+    text = "John Smith visited Paris and the film was good"
+    fp32, bf16 = (Classifier.load(run, "cpu", precision) for precision in ("fp32", "bf16"))
+    assert next(fp32.model.backbone.parameters()).dtype == torch.float32
+    assert next(bf16.model.backbone.parameters()).dtype == torch.bfloat16
+    assert bf16.model.head.weight.dtype == torch.float32  # the head stays exact
+    exact, rounded = fp32.predict([text])[0], bf16.predict([text])[0]
+    numbers = "probs" if task == "sequence" else "scores"
+    values = list(exact[numbers].values()) if task == "sequence" else exact[numbers]
+    rounded_values = list(rounded[numbers].values()) if task == "sequence" else rounded[numbers]
+    assert rounded_values == pytest.approx(values, abs=0.05)
+    assert rounded_values != values  # it really computed in bf16
+
+
+@pytest.mark.skipif(bf16_is_fast(torch.device("cpu")), reason="this CPU has native bf16")
+def test_auto_precision_keeps_fp32_on_a_cpu_without_bf16_units(tiny_model, tmp_path):
+    run = saved_run(tiny_model, tmp_path / "run", "sequence", "causal")
+    assert next(Classifier.load(run, "cpu").model.backbone.parameters()).dtype == torch.float32

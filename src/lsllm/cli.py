@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from lsllm.atomic import write_json_atomic
-from lsllm.config import PREDICT_BATCH_SIZE, PRESETS, TrainConfig, flag, read_yaml
+from lsllm.config import PRECISIONS, PREDICT_BATCH_SIZE, PRESETS, TrainConfig, flag, read_yaml
 from lsllm.errors import LsllmError
 from lsllm.serve import ServeOptions
 
@@ -51,6 +51,27 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{flag(f.name)}", **options)
 
 
+def add_precision_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="number format of the backbone: auto (bf16 where the device has native bf16, else fp32),"
+        " fp32 or bf16 (default: auto)",
+    )
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that loads a run to predict with it."""
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=PREDICT_BATCH_SIZE,
+        help=f"examples per batch (default: {PREDICT_BATCH_SIZE})",
+    )
+    add_precision_flag(parser)
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line that points to --help, like every other lsllm error."""
 
@@ -87,12 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", help="run folder written by 'lsllm train', or an 'lsllm export' folder")
     evaluate.add_argument("--data", required=True, help="labelled file in the run's format")
     evaluate.add_argument("--output", help="metrics JSON to write (default: RUN/eval-<data name>.json)")
-    evaluate.add_argument(
-        "--batch-size",
-        type=int,
-        default=PREDICT_BATCH_SIZE,
-        help=f"examples per batch (default: {PREDICT_BATCH_SIZE})",
-    )
+    add_model_flags(evaluate)
 
     predict = commands.add_parser(
         "predict",
@@ -117,12 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="text column(s) of --input, if not the ones the run was trained with",
     )
-    predict.add_argument(
-        "--batch-size",
-        type=int,
-        default=PREDICT_BATCH_SIZE,
-        help=f"examples per batch (default: {PREDICT_BATCH_SIZE})",
-    )
+    add_model_flags(predict)
 
     serve = commands.add_parser(
         "serve",
@@ -132,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         " after the requests in flight are answered.",
     )
     serve.add_argument("run", metavar="RUN_OR_EXPORT", help="run folder of 'lsllm train', or an export")
+    add_precision_flag(serve)
     serve.add_argument(
         "--host",
         default="127.0.0.1",
@@ -190,7 +202,7 @@ def run_eval(args: argparse.Namespace) -> None:
     from lsllm.inference import Classifier
     from lsllm.metrics import format_metrics
 
-    classifier = Classifier.load(args.run)
+    classifier = Classifier.load(args.run, precision=args.precision)
     metrics = classifier.evaluate(args.data, batch_size=args.batch_size, progress=True)
     output = Path(args.output) if args.output else Path(args.run) / f"eval-{Path(args.data).stem}.json"
     write_json_atomic(output, {"data": args.data, **metrics})
@@ -204,7 +216,7 @@ def run_predict(args: argparse.Namespace) -> None:
 
     if (args.text is None) == (args.input is None):
         raise LsllmError("give either a text or --input FILE to 'lsllm predict'")
-    classifier = Classifier.load(args.run)
+    classifier = Classifier.load(args.run, precision=args.precision)
     if args.text_field:
         classifier.data.config = dataclasses.replace(classifier.data.config, text_field=args.text_field)
     inputs = [args.text] if args.text is not None else read_prediction_inputs(classifier.data, args.input)
@@ -230,7 +242,7 @@ def run_serve(args: argparse.Namespace) -> None:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeOptions)}
     options = ServeOptions(**values).check()
     sock = bind(args.host, args.port)  # before loading, so a busy port fails fast
-    serve(Classifier.load(args.run), sock, options, args.run)
+    serve(Classifier.load(args.run, precision=args.precision), sock, options, args.run)
 
 
 def run_export(args: argparse.Namespace) -> None:

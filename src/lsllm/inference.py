@@ -20,6 +20,7 @@ from lsllm.errors import LsllmError
 from lsllm.export import open_trained
 from lsllm.metrics import sequence_metrics, token_metrics
 from lsllm.models import load_tokenizer
+from lsllm.precision import use_bf16
 
 SequenceInput = str | tuple[str, str]
 TokenInput = str | list[str]
@@ -41,15 +42,27 @@ class Classifier:
         self.collate = Collator(tokenizer.pad_token_id, tokenizer.padding_side)
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str | torch.device | None = None) -> Classifier:
-        """Rebuild the model of a run folder (`lsllm train`) or an export folder (`lsllm export`)."""
+    def load(
+        cls, run_dir: str | Path, device: str | torch.device | None = None, precision: str = "auto"
+    ) -> Classifier:
+        """Rebuild the model of a run folder (`lsllm train`) or an export folder (`lsllm export`).
+
+        `precision` as for training: "auto" runs the backbone in bf16 where the device has native bf16
+        (the head stays fp32), "fp32" or "bf16" force it.
+        """
         run = open_trained(run_dir)
         config = run.load_config()
         labels = run.load_labels()
         tokenizer = load_tokenizer(str(run.tokenizer_path))
-        model = run.load_model(config, len(labels))
-        model.to(device or default_device())
-        return cls(model, tokenizer, TaskData(config, labels, Encoder(tokenizer, config.max_length)))
+        device = torch.device(device) if device else default_device()
+        classifier = cls(
+            run.load_model(config, len(labels)).to(device),
+            tokenizer,
+            TaskData(config, labels, Encoder(tokenizer, config.max_length)),
+        )
+        if use_bf16(precision, device):
+            classifier.model.backbone.to(torch.bfloat16)
+        return classifier
 
     @property
     def task(self) -> str:
@@ -210,6 +223,6 @@ class Classifier:
         return token_metrics(gold_tags, [p["tags"] for p in predictions])
 
 
-def load(run_dir: str | Path, device: str | None = None) -> Classifier:
+def load(run_dir: str | Path, device: str | None = None, precision: str = "auto") -> Classifier:
     """Load a run folder written by `lsllm train`, or an export by `lsllm export`, to predict and evaluate."""
-    return Classifier.load(run_dir, device)
+    return Classifier.load(run_dir, device, precision)
