@@ -248,31 +248,14 @@ def baseline_model(kind: str, labels: list[str], path: str, mode: str):
 
 
 def train_lsllm(task: Task, mode: str, paths, labels, path: str, settings: Settings, work: Path) -> dict:
-    from lsllm import TrainConfig, train
+    from bench.recipe import lsllm_config
+    from lsllm import train
     from lsllm.data.encoding import Encoder
     from lsllm.data.task import TaskData, label_map_for
     from lsllm.models import load_tokenizer
     from lsllm.run import TRAINING_LOG
 
-    config = TrainConfig(
-        model=path,
-        task=task.kind,
-        train=str(paths["train"]),
-        dev=str(paths["selection"]),
-        output=str(work / "run"),
-        attention=mode,
-        pooling=POOLING[mode],
-        labels=labels,
-        max_length=task.budget.max_length,
-        epochs=task.budget.epochs,
-        learning_rate=settings.learning_rate,
-        batch_size=settings.batch_size,
-        lora_r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        seed=settings.seed,
-        save_total_limit=1,
-    )
+    config = lsllm_config(path, task, paths, labels, settings, work / "run", mode, POOLING[mode])
     train(config)
     data = TaskData(config, label_map_for(config, []), Encoder(load_tokenizer(path), config.max_length))
     features = data.encode(data.read(config.train), config.train, with_labels=False)

@@ -16,6 +16,40 @@ from bench.datasets import Task
 DECODER_LINEAR_LAYERS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+def lsllm_config(
+    model: str,
+    task: Task,
+    paths,
+    labels: list[str],
+    settings: Settings,
+    output: Path,
+    attention: str,
+    pooling: str,
+):
+    """lsllm's TrainConfig for the shared budget and settings: what the benchmarks run lsllm with."""
+    from lsllm import TrainConfig
+
+    return TrainConfig(
+        model=model,
+        task=task.kind,
+        train=str(paths["train"]),
+        dev=str(paths["selection"]),
+        output=str(output),
+        attention=attention,
+        pooling=pooling,
+        labels=labels,
+        max_length=task.budget.max_length,
+        epochs=task.budget.epochs,
+        learning_rate=settings.learning_rate,
+        batch_size=settings.batch_size,
+        lora_r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        seed=settings.seed,
+        save_total_limit=1,
+    )
+
+
 def with_lora(model, settings: Settings, task_type: str):
     """The model with the benchmark's LoRA on every decoder linear layer; peft trains the head in full."""
     config = LoraConfig(

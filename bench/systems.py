@@ -26,27 +26,10 @@ class System:
 def _lsllm(
     task: Task, paths, labels, settings: Settings, work_dir: Path, attention: str, pooling: str
 ) -> dict:
-    from lsllm import TrainConfig, load, train
+    from bench.recipe import lsllm_config
+    from lsllm import load, train
 
-    config = TrainConfig(
-        model=SMOLLM2,
-        task=task.kind,
-        train=str(paths["train"]),
-        dev=str(paths["selection"]),
-        output=str(work_dir / "run"),
-        attention=attention,
-        pooling=pooling,
-        labels=labels,
-        max_length=task.budget.max_length,
-        epochs=task.budget.epochs,
-        learning_rate=settings.learning_rate,
-        batch_size=settings.batch_size,
-        lora_r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        seed=settings.seed,
-        save_total_limit=1,
-    )
+    config = lsllm_config(SMOLLM2, task, paths, labels, settings, work_dir / "run", attention, pooling)
     result, train_seconds = timed(lambda: train(config))
     classifier = load(result.run_dir)
     metrics, eval_seconds = timed(lambda: classifier.evaluate(str(paths["evaluation"])))
