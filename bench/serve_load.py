@@ -161,6 +161,15 @@ def connect(url: str) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=600)
 
 
+def batching_counters(url: str) -> dict:
+    """The server's batching counters, on a fresh connection (an idle one is closed after 5 s)."""
+    connection = connect(url)
+    try:
+        return request(connection, "GET", "/health")["batching"]
+    finally:
+        connection.close()
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
@@ -190,8 +199,7 @@ def measure(url: str, texts: list[str], clients: int, duration: float, per_reque
         finally:
             connection.close()
 
-    health = connect(url)
-    before = request(health, "GET", "/health")["batching"]
+    before = batching_counters(url)
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
@@ -201,8 +209,7 @@ def measure(url: str, texts: list[str], clients: int, duration: float, per_reque
     for thread in threads:
         thread.join()
     seconds = time.perf_counter() - began
-    after = request(health, "GET", "/health")["batching"]
-    health.close()
+    after = batching_counters(url)
     done = [latency for per_client in latencies for latency in per_client]
     batches = after["batches"] - before["batches"]
     requests = after["requests"] - before["requests"]
