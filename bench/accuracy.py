@@ -1,6 +1,6 @@
 """Reproduce the paper's claims at small scale: lsllm against the usual alternatives on five real tasks.
 
-    python -m bench.accuracy                      # the full table, seed 0 (about 1.5 h on 2 CPU cores)
+    python -m bench.accuracy                      # the full table, seed 0 (about 3 h on 2 CPU cores)
     python -m bench.accuracy --tasks conll2003    # one task
     python -m bench.accuracy --tasks sst2 --systems ls-llama hf-lora --seeds 0 1 2   # more seeds
     python -m bench.report                        # rebuild table and plots from the saved runs
