@@ -22,16 +22,14 @@ import shlex
 import shutil
 import subprocess
 import sys
-from functools import partial
 from importlib import metadata
 from pathlib import Path
 
-from bench.common import Settings, read_jsonl, task_labels, timed
+from bench.common import ROOT, Settings, read_jsonl, run_child, task_labels
 from bench.datasets import SPLITS, TASKS, prepare
 from bench.systems import SYSTEMS
 from lsllm.atomic import write_json_atomic
 
-ROOT = Path(__file__).resolve().parents[1]
 # CoNLL-2003 first: it carries the paper's central claim. The pooling ablation comes last.
 RUN_ORDER = ("conll2003", "sst2", "wnut17", "twitter_fin", "sst5")
 ABLATIONS = ("ls-unllama-max",)
@@ -189,19 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     for number, (task, system, seed) in enumerate(todo, start=1):
         print(f"[{number}/{len(todo)}] {task} / {system} / seed {seed} ...", end=" ", flush=True)
         log = logs / f"{run_name(task, system, seed)}.log"
-        with log.open("w") as handle:
-            child, seconds = timed(
-                partial(
-                    subprocess.run,
-                    [sys.executable, "-m", "bench.accuracy", *argv, "--one", task, system, str(seed)],
-                    cwd=ROOT,
-                    stdout=handle,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, "BENCH_COMMAND": command},
-                )
-            )
+        env = {**os.environ, "BENCH_COMMAND": command}
+        succeeded, seconds = run_child("bench.accuracy", argv, [task, system, str(seed)], log, env)
         minutes = seconds / 60
-        if child.returncode:
+        if not succeeded:
             failed.append(f"{task}/{system}/seed{seed}")
             print(f"FAILED after {minutes:.1f} min; see {log}")
         else:

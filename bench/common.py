@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -12,6 +14,7 @@ from typing import Any
 from bench.datasets import Task
 
 SMOLLM2 = "smollm2-135m"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -50,3 +53,21 @@ def timed(work: Callable[[], Any]) -> tuple[Any, float]:
     started = time.perf_counter()
     result = work()
     return result, time.perf_counter() - started
+
+
+def run_child(
+    module: str, argv: list[str], one: list[str], log: Path, env: dict | None = None
+) -> tuple[bool, float]:
+    """Run `python -m MODULE ARGV --one ONE` in a process of its own (its own peak memory, and a crash
+    loses only this job), its output in `log`; whether it succeeded, and the seconds it took."""
+    with log.open("w") as handle:
+        child, seconds = timed(
+            lambda: subprocess.run(
+                [sys.executable, "-m", module, *argv, "--one", *one],
+                cwd=ROOT,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        )
+    return child.returncode == 0, seconds

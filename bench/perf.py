@@ -31,13 +31,12 @@ from functools import partial
 from pathlib import Path
 
 from bench.accuracy import environment
-from bench.common import SMOLLM2, Settings, read_jsonl, task_labels, timed
+from bench.common import ROOT, SMOLLM2, Settings, read_jsonl, run_child, task_labels, timed
 from bench.datasets import TASKS, Task, prepare
 from bench.flops import Shapes, matmul_peak
 from bench.serve_load import percentile
 from lsllm.atomic import write_json_atomic
 
-ROOT = Path(__file__).resolve().parents[1]
 TASK_ORDER = ("sst2", "conll2003")
 MODES = ("causal", "bidirectional")
 SYSTEMS = ("lsllm", "baseline")
@@ -596,17 +595,8 @@ def main(argv: list[str] | None = None) -> None:
         label = " / ".join(job)
         print(f"[{number}/{len(todo)}] {label} ...", end=" ", flush=True)
         log = logs / ("__".join(job) + ".log")
-        with log.open("w") as handle:
-            child, seconds = timed(
-                partial(
-                    subprocess.run,
-                    [sys.executable, "-m", "bench.perf", *argv, "--one", *job],
-                    cwd=ROOT,
-                    stdout=handle,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        if child.returncode:
+        succeeded, seconds = run_child("bench.perf", argv, job, log)
+        if not succeeded:
             failed.append(label)
             print(f"FAILED after {seconds:.0f} s; see {log}")
             if job == ["setup"]:

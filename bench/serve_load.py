@@ -29,11 +29,10 @@ from importlib import metadata
 from pathlib import Path
 
 from bench.accuracy import environment
-from bench.common import SMOLLM2
+from bench.common import ROOT, SMOLLM2
 from lsllm.atomic import write_json_atomic, write_text_atomic
 from lsllm.serve import ServeOptions
 
-ROOT = Path(__file__).resolve().parents[1]
 LABELS = {"sequence": ["negative", "positive"], "token": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]}
 
 
