@@ -20,7 +20,7 @@ from peft import PeftModel
 from lsllm.atomic import write_text_atomic
 from lsllm.attention import check_attention
 from lsllm.config import TrainConfig
-from lsllm.errors import LsllmError
+from lsllm.errors import LsllmError, first_line
 from lsllm.hf_model import HF_CLASSES, MODEL_TYPE, LsllmConfig
 from lsllm.modeling import LabelSupervisedModel
 from lsllm.models import load_tokenizer
@@ -84,10 +84,18 @@ def export_run(run_dir: str | Path, output: str | Path, merge: bool = False) -> 
     return output
 
 
+def _model_type(path: Path):
+    """The model_type in the folder's config.json; raises OSError or ValueError if it cannot be read."""
+    values = json.loads((path / HF_CONFIG).read_text(encoding="utf-8"))
+    if not isinstance(values, dict):
+        raise ValueError(f"{HF_CONFIG} holds no JSON object")
+    return values.get("model_type")
+
+
 def _is_export(path: Path) -> bool:
     try:
-        return json.loads((path / HF_CONFIG).read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE
-    except (OSError, ValueError, AttributeError):
+        return _model_type(path) == MODEL_TYPE
+    except (OSError, ValueError):
         return False
 
 
@@ -117,11 +125,11 @@ class ExportFolder(RunFolder):
     def check(self) -> None:
         """Make sure this is a complete lsllm export before anything heavy is loaded."""
         try:
-            model_type = json.loads((self.path / HF_CONFIG).read_text(encoding="utf-8")).get("model_type")
-        except (OSError, ValueError, AttributeError) as error:
-            reason = str(error).splitlines()[0][:200]
+            model_type = _model_type(self.path)
+        except (OSError, ValueError) as error:
             raise LsllmError(
-                f"cannot read {self.path / HF_CONFIG} ({reason}); export the run again with 'lsllm export'"
+                f"cannot read {self.path / HF_CONFIG} ({first_line(error)}); "
+                "export the run again with 'lsllm export'"
             ) from None
         if model_type != MODEL_TYPE:
             raise LsllmError(
@@ -148,10 +156,10 @@ class ExportFolder(RunFolder):
             if unmatched:
                 raise ValueError(f"{len(unmatched)} weight names do not match the model, e.g. {unmatched[0]}")
         except Exception as error:  # safetensors, shape and key errors all mean the same thing here
-            reason = str(error).splitlines()[0][:200]
             raise LsllmError(
-                f"cannot load the weights in {self.path} ({reason}); the export is corrupt or from an "
-                "incompatible lsllm or peft version, export the run again with 'lsllm export'"
+                f"cannot load the weights in {self.path} ({first_line(error)}); "
+                "the export is corrupt or from an incompatible lsllm or peft version, "
+                "export the run again with 'lsllm export'"
             ) from None
         if exported.config.num_labels != num_labels:
             raise LsllmError(

@@ -13,7 +13,7 @@ from peft import PeftModel
 from lsllm.atomic import write_json_atomic
 from lsllm.config import TrainConfig
 from lsllm.data.labels import LabelMap
-from lsllm.errors import LsllmError
+from lsllm.errors import LsllmError, first_line
 from lsllm.modeling import build_model
 
 CONFIG = "config.yaml"
@@ -90,9 +90,9 @@ class RunFolder:
         try:
             return PeftModel.from_pretrained(core, str(self.path))
         except Exception as error:  # safetensors, shape and key errors all mean the same thing here
-            reason = str(error).splitlines()[0][:200]
             raise LsllmError(
-                f"cannot load the weights in {self.path} ({reason}); the run is corrupt, retrain it"
+                f"cannot load the weights in {self.path} ({first_line(error)}); "
+                "the run is corrupt, retrain it"
             ) from None
 
     def load_config(self) -> TrainConfig:
