@@ -286,3 +286,14 @@ def test_bf16_prediction_agrees_with_fp32(tiny_model, tmp_path, task):
 def test_auto_precision_keeps_fp32_on_a_cpu_without_bf16_units(tiny_model, tmp_path):
     run = saved_run(tiny_model, tmp_path / "run", "sequence", "causal")
     assert next(Classifier.load(run, "cpu").model.backbone.parameters()).dtype == torch.float32
+
+
+def test_predict_command_takes_the_number_format(tiny_model, tmp_path, capsys):
+    run = saved_run(tiny_model, tmp_path / "run", "sequence", "causal")
+    text = "the film was good"
+    expected = {p: Classifier.load(run, "cpu", p).predict([text])[0]["probs"] for p in ("fp32", "bf16")}
+    for precision in ("fp32", "bf16"):
+        assert main(["predict", str(run), text, "--precision", precision]) == 0
+        row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert row["probs"] == pytest.approx(expected[precision], abs=1e-6)
+    assert expected["fp32"] != expected["bf16"]
