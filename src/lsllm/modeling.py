@@ -11,6 +11,7 @@ from transformers import AutoModel
 from lsllm.attention import check_attention, set_attention
 from lsllm.config import TrainConfig
 from lsllm.data.encoding import IGNORE_INDEX
+from lsllm.dropout import speed_up_dropout
 from lsllm.errors import LsllmError
 from lsllm.models import load_failure, resolve_model
 from lsllm.packing import PACKABLE_ATTENTION, plan_packing
@@ -58,11 +59,17 @@ class LabelSupervisedModel(nn.Module):
         implementation = self.config._attn_implementation
         packable = self.packing and implementation in PACKABLE_ATTENTION
         packing = plan_packing(attention_mask) if packable else None
+        # No key/value cache: nothing is generated, and filling one costs a copy per layer.
         if packing is None:
-            return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return self.backbone(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+            ).last_hidden_state
         mask = packing.attention_mask(self.config.is_causal, implementation, self.backbone.dtype)
         packed = self.backbone(
-            input_ids=packing.gather(input_ids), attention_mask=mask, position_ids=packing.position_ids
+            input_ids=packing.gather(input_ids),
+            attention_mask=mask,
+            position_ids=packing.position_ids,
+            use_cache=False,
         ).last_hidden_state
         return packing.scatter(packed, *input_ids.shape)
 
@@ -120,4 +127,6 @@ def add_lora(
     config = LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, modules_to_save=["head"]
     )
-    return get_peft_model(model, config)
+    wrapped = get_peft_model(model, config)
+    speed_up_dropout(wrapped)
+    return wrapped
