@@ -266,20 +266,35 @@ def test_predict_command_gives_top_k_and_explains_long_inputs(tiny_model, tmp_pa
 # --- number format -------------------------------------------------------------------------------------
 
 
+def number_format(classifier: Classifier) -> str:
+    backbone = classifier.model.backbone
+    if any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in backbone.modules()):
+        assert not any(type(m) is torch.nn.Linear for m in backbone.modules())  # every one quantised
+        return "int8"
+    return {torch.float32: "fp32", torch.bfloat16: "bf16"}[next(backbone.parameters()).dtype]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
 @pytest.mark.parametrize("task", ["sequence", "token"])
-def test_bf16_prediction_agrees_with_fp32(tiny_model, tmp_path, task):
+def test_reduced_precision_prediction_agrees_with_fp32(tiny_model, tmp_path, task, precision):
     run = saved_run(tiny_model, tmp_path / "run", task, "bidirectional")
     text = "John Smith visited Paris and the film was good"
-    fp32, bf16 = (Classifier.load(run, "cpu", precision) for precision in ("fp32", "bf16"))
-    assert next(fp32.model.backbone.parameters()).dtype == torch.float32
-    assert next(bf16.model.backbone.parameters()).dtype == torch.bfloat16
-    assert bf16.model.head.weight.dtype == torch.float32  # the head stays exact
-    exact, rounded = fp32.predict([text])[0], bf16.predict([text])[0]
+    fp32, reduced = (Classifier.load(run, "cpu", p) for p in ("fp32", precision))
+    assert (number_format(fp32), number_format(reduced)) == ("fp32", precision)
+    assert type(reduced.model.head) is torch.nn.Linear  # the head stays exact
+    assert reduced.model.head.weight.dtype == torch.float32
+    exact, rounded = fp32.predict([text])[0], reduced.predict([text])[0]
     numbers = "probs" if task == "sequence" else "scores"
     values = list(exact[numbers].values()) if task == "sequence" else exact[numbers]
     rounded_values = list(rounded[numbers].values()) if task == "sequence" else rounded[numbers]
     assert rounded_values == pytest.approx(values, abs=0.05)
-    assert rounded_values != values  # it really computed in bf16
+    assert rounded_values != values  # it really computed in the reduced format
+
+
+def test_int8_refuses_a_gpu_with_the_alternative(tiny_model, tmp_path):
+    run = saved_run(tiny_model, tmp_path / "run", "sequence", "causal")
+    with pytest.raises(LsllmError, match="int8 runs on a CPU only, not cuda; on a GPU use bf16"):
+        Classifier.load(run, "cuda", "int8")
 
 
 @pytest.mark.skipif(bf16_is_fast(torch.device("cpu")), reason="this CPU has native bf16")
@@ -291,9 +306,10 @@ def test_auto_precision_keeps_fp32_on_a_cpu_without_bf16_units(tiny_model, tmp_p
 def test_predict_command_takes_the_number_format(tiny_model, tmp_path, capsys):
     run = saved_run(tiny_model, tmp_path / "run", "sequence", "causal")
     text = "the film was good"
-    expected = {p: Classifier.load(run, "cpu", p).predict([text])[0]["probs"] for p in ("fp32", "bf16")}
-    for precision in ("fp32", "bf16"):
+    formats = ("fp32", "bf16", "int8")
+    expected = {p: Classifier.load(run, "cpu", p).predict([text])[0]["probs"] for p in formats}
+    for precision in formats:
         assert main(["predict", str(run), text, "--precision", precision]) == 0
         row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert row["probs"] == pytest.approx(expected[precision], abs=1e-6)
-    assert expected["fp32"] != expected["bf16"]
+    assert expected["fp32"] != expected["bf16"] and expected["fp32"] != expected["int8"]

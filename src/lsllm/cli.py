@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from lsllm.atomic import write_json_atomic
-from lsllm.config import PRECISIONS, PREDICT_BATCH_SIZE, PRESETS, TrainConfig, flag, read_yaml
+from lsllm.config import PREDICT_BATCH_SIZE, PREDICT_PRECISIONS, PRESETS, TrainConfig, flag, read_yaml
 from lsllm.errors import LsllmError
 from lsllm.serve import ServeOptions
 
@@ -54,10 +54,11 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 def add_precision_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
-        choices=PRECISIONS,
+        choices=PREDICT_PRECISIONS,
         default="auto",
         help="number format of the backbone: auto (bf16 where the device has native bf16, else fp32),"
-        " fp32 or bf16 (default: auto)",
+        " fp32, bf16, or int8 (CPU only: int8 weights, about 2x faster for single texts, scores differ"
+        " slightly; see bench/README.md) (default: auto)",
     )
 
 

@@ -16,6 +16,7 @@ TASKS = ("sequence", "token")
 ATTENTION_MODES = ("causal", "bidirectional")
 POOLING_MODES = ("last", "mean", "max")
 PRECISIONS = ("auto", "fp32", "bf16")
+PREDICT_PRECISIONS = (*PRECISIONS, "int8")  # int8 only runs a trained model
 
 # Named starting points; any value the user gives (YAML key or flag) overrides the preset's.
 PRESETS: dict[str, dict[str, Any]] = {

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
-from seqeval.metrics.sequence_labeling import get_entities
 from tqdm.auto import tqdm
 
 from lsllm.config import PREDICT_BATCH_SIZE
@@ -18,9 +17,8 @@ from lsllm.data.task import TaskData
 from lsllm.data.words import word_spans
 from lsllm.errors import LsllmError
 from lsllm.export import open_trained
-from lsllm.metrics import sequence_metrics, token_metrics
 from lsllm.models import load_tokenizer
-from lsllm.precision import use_bf16
+from lsllm.precision import quantize_to_int8, use_bf16
 
 SequenceInput = str | tuple[str, str]
 TokenInput = str | list[str]
@@ -48,19 +46,23 @@ class Classifier:
         """Rebuild the model of a run folder (`lsllm train`) or an export folder (`lsllm export`).
 
         `precision` as for training: "auto" runs the backbone in bf16 where the device has native bf16
-        (the head stays fp32), "fp32" or "bf16" force it.
+        (the head stays fp32), "fp32" or "bf16" force it; "int8" quantises its linear layers (CPU only).
         """
+        device = torch.device(device) if device else default_device()
+        if precision == "int8" and device.type != "cpu":
+            raise LsllmError(f"--precision int8 runs on a CPU only, not {device}; on a GPU use bf16")
         run = open_trained(run_dir)
         config = run.load_config()
         labels = run.load_labels()
         tokenizer = load_tokenizer(str(run.tokenizer_path))
-        device = torch.device(device) if device else default_device()
         classifier = cls(
             run.load_model(config, len(labels)).to(device),
             tokenizer,
             TaskData(config, labels, Encoder(tokenizer, config.max_length)),
         )
-        if use_bf16(precision, device):
+        if precision == "int8":
+            quantize_to_int8(classifier.model.backbone)
+        elif use_bf16(precision, device):
             classifier.model.backbone.to(torch.bfloat16)
         return classifier
 
@@ -195,6 +197,8 @@ class Classifier:
                 if token is not None:
                     best = int(probs[token].argmax())
                     tags[word], scores[word] = names[best], float(probs[token, best])
+        from seqeval.metrics.sequence_labeling import get_entities  # see evaluate_examples
+
         entities = []
         for kind, start, last in get_entities(tags):
             entity = {"type": kind, "start": start, "end": last + 1}
@@ -213,6 +217,10 @@ class Classifier:
     def evaluate_examples(
         self, examples: list, source: str, batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False
     ) -> dict:
+        # Imported here: seqeval brings in scikit-learn, ~100 MB that a process which only predicts
+        # sequence labels (a server, a batch job) does not need.
+        from lsllm.metrics import sequence_metrics, token_metrics
+
         gold = self.data.label_ids(examples, source)
         predictions = self.predict_examples(examples, batch_size, progress, source)
         names = self.data.labels.names

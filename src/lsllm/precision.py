@@ -1,8 +1,13 @@
-"""Pick the number format: bf16 where the hardware runs it natively, fp32 elsewhere."""
+"""Pick the number format: bf16 where the hardware runs it natively, fp32 elsewhere; int8 on request."""
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+from torch import nn
+
+from lsllm.errors import LsllmError
 
 
 def bf16_is_fast(device: torch.device | None = None) -> bool:
@@ -21,3 +26,23 @@ def bf16_is_fast(device: torch.device | None = None) -> bool:
 def use_bf16(precision: str, device: torch.device | None = None) -> bool:
     """Whether to compute in bf16 on `device` (default: the GPU if there is one, else the CPU)."""
     return precision == "bf16" or (precision == "auto" and bf16_is_fast(device))
+
+
+def quantize_to_int8(module: nn.Module) -> None:
+    """Give `module`'s linear layers int8 weights, with activations quantised per call (CPU only).
+
+    Predicting one short text on a CPU is bound by reading the weights (bench/README.md): int8 weights
+    are a quarter of the bytes. torch's dynamic quantisation runs them with fbgemm/oneDNN int8 kernels;
+    its successor, torchao, was ten times slower than fp32 on CPU without torch.compile.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation notices pointing at torchao; see above
+        try:
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+        except ImportError:
+            raise LsllmError(
+                f"--precision int8 needs torch.ao.quantization, which torch {torch.__version__} no longer"
+                " has; use --precision fp32"
+            ) from None
+        # One scale per output channel: an LLM's few large-weight channels do not coarsen all the others.
+        quantize_dynamic(module, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
