@@ -150,6 +150,8 @@ def run_one(args: argparse.Namespace, task_name: str, system_name: str, seed: in
         "history": result["history"],
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
     }
+    if "int8" in result:
+        record["int8"] = {**result["int8"], "score": result["int8"]["metrics"][task.metric]}
     write_json_atomic(record_path(args.results, task_name, system_name, seed), record)
     shutil.rmtree(work_dir, ignore_errors=True)
 

@@ -12,6 +12,9 @@ from bench.report import DASH, TASK_NAMES, _save_png
 from lsllm.atomic import write_text_atomic
 
 TRAIN_TARGET, PREDICT_TARGET = 1.5, 2.0
+# lsllm's prediction records and what their measurement names get: the default, then --precision int8.
+PREDICT_VARIANTS = {"lsllm": "", "lsllm-int8": " int8"}
+SYSTEM_LABELS = {"lsllm": "lsllm", "lsllm-int8": "lsllm --precision int8", "baseline": "baseline (pipeline)"}
 
 
 @dataclass(frozen=True)
@@ -36,14 +39,16 @@ def _find(records: list[dict], **keys) -> dict | None:
     return next((r for r in records if all(r.get(k) == v for k, v in keys.items())), None)
 
 
-def _pairs(records: list[dict], part: str, *fields: str) -> list[tuple[tuple, dict, dict]]:
-    """(key, lsllm record, baseline record) for every key both systems have, in run order."""
+def _pairs(
+    records: list[dict], part: str, *fields: str, ours: str = "lsllm"
+) -> list[tuple[tuple, dict, dict]]:
+    """(key, `ours` record, baseline record) for every key both systems have, in run order."""
     keys = list(dict.fromkeys(tuple(r[f] for f in fields) for r in records if r["part"] == part))
     found = []
     for key in keys:
         where = dict(zip(fields, key, strict=True))
         ours, theirs = (
-            _find(records, part=part, system="lsllm", **where),
+            _find(records, part=part, system=ours, **where),
             _find(records, part=part, system="baseline", **where),
         )
         if ours and theirs:
@@ -73,21 +78,24 @@ def ratios(records: list[dict]) -> list[Ratio]:
             rows.append(
                 Ratio(f"{name}: peak GPU memory (MB)", ours["peak_gpu_mb"], theirs["peak_gpu_mb"], "lower")
             )
-    for (task,), ours, theirs in _pairs(records, "predict", "task"):
-        for size in [b["batch_size"] for b in ours["batches"]]:
-            a, b = _batch(ours, size), _batch(theirs, size)
-            name = f"predict {TASK_NAMES.get(task, task)} batch {size}"
-            rows.append(
-                Ratio(
-                    f"{name}: examples/s",
-                    a["examples_per_second"],
-                    b["examples_per_second"],
-                    "higher",
-                    PREDICT_TARGET,
+    for variant, suffix in PREDICT_VARIANTS.items():
+        for (task,), ours, theirs in _pairs(records, "predict", "task", ours=variant):
+            for size in [b["batch_size"] for b in ours["batches"]]:
+                a, b = _batch(ours, size), _batch(theirs, size)
+                name = f"predict {TASK_NAMES.get(task, task)} batch {size}{suffix}"
+                rows.append(
+                    Ratio(
+                        f"{name}: examples/s",
+                        a["examples_per_second"],
+                        b["examples_per_second"],
+                        "higher",
+                        PREDICT_TARGET,
+                    )
                 )
-            )
-            rows.append(Ratio(f"{name}: p50 latency (ms)", a["p50_ms"], b["p50_ms"], "lower"))
-            rows.append(Ratio(f"{name}: p99 latency (ms)", a["p99_ms"], b["p99_ms"], "lower"))
+                rows.append(Ratio(f"{name}: p50 latency (ms)", a["p50_ms"], b["p50_ms"], "lower"))
+                rows.append(Ratio(f"{name}: p99 latency (ms)", a["p99_ms"], b["p99_ms"], "lower"))
+            name = f"predict {TASK_NAMES.get(task, task)}{suffix}: peak RSS (MB)"
+            rows.append(Ratio(name, ours["peak_rss_mb"], theirs["peak_rss_mb"], "lower"))
     return rows
 
 
@@ -175,45 +183,46 @@ def predict_table(records: list[dict]) -> list[str]:
     header = ["Task", "Batch", "System", "Examples/s", "p50 per call (ms)", "p99 per call (ms)"]
     header += ["max per call (ms)", "Achieved FLOP/s", "of matmul peak", "Peak RSS (MB)"]
     rows = []
-    for (task,), ours, theirs in _pairs(records, "predict", "task"):
-        for size in [b["batch_size"] for b in ours["batches"]]:
-            pair = {"lsllm": _batch(ours, size), "baseline": _batch(theirs, size)}
-            shares = {}
-            for record in (ours, theirs):
-                batch = pair[record["system"]]
-                shares[record["system"]] = _share(
+    for (task,), _, theirs in _pairs(records, "predict", "task"):
+        ours = [r for v in PREDICT_VARIANTS if (r := _find(records, part="predict", task=task, system=v))]
+        for size in [b["batch_size"] for b in theirs["batches"]]:
+            achieved = {}
+            for record in (*ours, theirs):
+                batch = _batch(record, size)
+                achieved[record["system"]], share = _share(
                     record["flops"], batch["seconds"], peaks, record["precision"]
                 )
-                system = "lsllm" if record["system"] == "lsllm" else "baseline (pipeline)"
                 rows.append(
                     [
                         TASK_NAMES.get(task, task),
                         str(size),
-                        system,
+                        SYSTEM_LABELS[record["system"]],
                         _num(batch["examples_per_second"]),
                         _num(batch["p50_ms"]),
                         _num(batch["p99_ms"]),
                         _num(batch["max_ms"]),
-                        _flops(shares[record["system"]][0]),
-                        _percent(shares[record["system"]][1]),
+                        _flops(achieved[record["system"]]),
+                        _percent(share),
                         _num(record["peak_rss_mb"], 0),
                     ]
                 )
-            a, b = pair["lsllm"], pair["baseline"]
-            rows.append(
-                [
-                    "",
-                    "",
-                    "lsllm / baseline",
-                    _x(a["examples_per_second"], b["examples_per_second"]),
-                    _x(a["p50_ms"], b["p50_ms"]),
-                    _x(a["p99_ms"], b["p99_ms"]),
-                    _x(a["max_ms"], b["max_ms"]),
-                    _x(shares["lsllm"][0], shares["baseline"][0]),
-                    "",
-                    _x(ours["peak_rss_mb"], theirs["peak_rss_mb"]),
-                ]
-            )
+            b = _batch(theirs, size)
+            for record in ours:
+                a = _batch(record, size)
+                rows.append(
+                    [
+                        "",
+                        "",
+                        f"{SYSTEM_LABELS[record['system']]} / baseline",
+                        _x(a["examples_per_second"], b["examples_per_second"]),
+                        _x(a["p50_ms"], b["p50_ms"]),
+                        _x(a["p99_ms"], b["p99_ms"]),
+                        _x(a["max_ms"], b["max_ms"]),
+                        _x(achieved[record["system"]], achieved["baseline"]),
+                        "",
+                        _x(record["peak_rss_mb"], theirs["peak_rss_mb"]),
+                    ]
+                )
     return _table(header, rows)
 
 

@@ -288,6 +288,32 @@ def footer(runs: list[Run]) -> list[str]:
     ]
 
 
+def int8_table(runs: list[Run]) -> list[str]:
+    """Each lsllm run scored again with --precision int8: the score it keeps and the speed it gains."""
+    quantized = [run for run in runs if "int8" in run]
+    if not quantized:
+        return []
+    header = ["Task", "System", "Seed", "fp32", "int8", "int8 - fp32 (points)", "Eval ex/s fp32", "int8"]
+    rows = [
+        [
+            f"{_task_name(run['task'])} {_metric_title(run)}",
+            run["system_label"],
+            str(_seed(run)),
+            _percent(run["score"]),
+            _percent(run["int8"]["score"]),
+            f"{100 * (run['int8']['score'] - run['score']):+.1f}",
+            _rate(run["eval_examples_per_second"]),
+            _rate(run["eval_examples_per_second"] * run["eval_seconds"] / run["int8"]["eval_seconds"]),
+        ]
+        for run in quantized
+    ]
+    intro = (
+        'The same trained runs, evaluated again after `load(..., precision="int8")` (CPU: int8 weights'
+        " per output channel, activations quantised per call), on the same evaluation split."
+    )
+    return ["## Prediction with --precision int8", "", intro, "", *_table(header, rows), ""]
+
+
 def render_markdown(runs: list[Run]) -> str:
     rows = aggregate_runs(runs)
     lines = [
@@ -303,7 +329,7 @@ def render_markdown(runs: list[Run]) -> str:
     ]
     for task in _tasks(rows):
         lines += ["", *task_table(_task_runs(rows, task), _task_runs(runs, task))]
-    return "\n".join([*lines, "", *footer(runs)]) + "\n"
+    return "\n".join([*lines, "", *int8_table(runs), *footer(runs)]) + "\n"
 
 
 def _colors(runs: list[Run]) -> dict[str, str]:

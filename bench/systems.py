@@ -33,12 +33,18 @@ def _lsllm(
     result, train_seconds = timed(lambda: train(config))
     classifier = load(result.run_dir)
     metrics, eval_seconds = timed(lambda: classifier.evaluate(str(paths["evaluation"])))
-    return {
+    found = {
         "metrics": metrics,
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,
         "history": read_jsonl(result.run_dir / "training_log.jsonl"),
     }
+    if classifier.model.head.weight.device.type == "cpu":  # the same run, predicting with int8 weights
+        del classifier
+        quantized = load(result.run_dir, precision="int8")
+        int8_metrics, int8_seconds = timed(lambda: quantized.evaluate(str(paths["evaluation"])))
+        found["int8"] = {"metrics": int8_metrics, "eval_seconds": int8_seconds}
+    return found
 
 
 def smollm2_path() -> str:

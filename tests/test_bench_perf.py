@@ -4,7 +4,7 @@ import json
 from types import SimpleNamespace
 
 from bench.flops import Shapes
-from bench.perf_report import ratios, render, write_report
+from bench.perf_report import DASH, ratios, render, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMOLLM2 = SimpleNamespace(
@@ -84,7 +84,7 @@ def train_record(system: str, tokens_per_second: float, memory: float) -> dict:
     }
 
 
-def predict_record(system: str, examples_per_second: float) -> dict:
+def predict_record(system: str, examples_per_second: float, precision: str = "fp32", memory=900.0) -> dict:
     batches = [
         {
             "batch_size": size,
@@ -102,10 +102,10 @@ def predict_record(system: str, examples_per_second: float) -> dict:
         "task": "conll2003",
         "mode": "bidirectional",
         "system": system,
-        "precision": "fp32",
+        "precision": precision,
         "flops": 5e11,
         "batches": batches,
-        "peak_rss_mb": 900.0,
+        "peak_rss_mb": memory,
         "notes": [],
         "shapes": SHAPES,
         **ENVIRONMENT,
@@ -133,6 +133,7 @@ RECORDS = [
     train_record("lsllm", 1500.0, 1800.0),
     train_record("baseline", 1000.0, 2000.0),
     predict_record("lsllm", 40.0),
+    predict_record("lsllm-int8", 50.0, "int8", memory=720.0),
     predict_record("baseline", 20.0),
 ]
 
@@ -145,6 +146,19 @@ def test_ratios_are_lsllm_over_baseline_with_the_targets():
     assert found["predict CoNLL-2003 batch 64: examples/s"].ratio == 2.0
     assert found["predict CoNLL-2003 batch 1: p50 latency (ms)"].ratio == 0.5
     assert found["predict CoNLL-2003 batch 1: p50 latency (ms)"].better == "lower"
+    assert found["predict CoNLL-2003: peak RSS (MB)"].ratio == 1.0
+    assert found["predict CoNLL-2003 batch 1 int8: examples/s"].ratio == 2.5
+    assert found["predict CoNLL-2003 int8: peak RSS (MB)"].ratio == 0.8
+
+
+def test_prediction_table_compares_each_lsllm_variant_with_the_pipeline():
+    table = render(RECORDS, META)
+    # 256 examples in 6.4 s give 5e11 / 6.4 FLOP/s, 78% of the fp32 peak; no int8 peak is measured.
+    assert "| CoNLL-2003 | 1 | lsllm | 40.0 | 25.0 | 50.0 | 50.0 | 78.1 GFLOP/s | 78.1% | 900 |" in table
+    int8 = "| CoNLL-2003 | 1 | lsllm --precision int8 | 50.0 | 20.0 | 40.0 | 40.0 | 97.7 GFLOP/s | {} | 720 |"
+    assert int8.format(DASH) in table
+    assert "|  |  | lsllm --precision int8 / baseline | **2.50x** | **0.40x** |" in table
+    assert "|  |  | lsllm / baseline | **2.00x** | **0.50x** |" in table
 
 
 def test_report_files(tmp_path):
@@ -155,7 +169,7 @@ def test_report_files(tmp_path):
     assert "bf16 (emulated: no bf16 units on this CPU)" in table
     assert "python -m bench.perf" in table
     combined = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
-    assert len(combined["records"]) == 5 and combined["meta"]["train_examples"] == 256
+    assert len(combined["records"]) == 6 and combined["meta"]["train_examples"] == 256
     assert (tmp_path / "perf.png").read_bytes().startswith(PNG_SIGNATURE)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.accuracy import jobs, parse_args, record_path
-from bench.report import aggregate, build, main
+from bench.report import aggregate, build, main, render_markdown
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DASH = "\u2013"  # the en dash that marks an empty cell
@@ -231,3 +231,17 @@ def test_jobs_are_one_per_task_system_and_seed_and_skip_saved_records(tmp_path: 
 
     assert parse_args([]).seeds == [0]
     assert parse_args(["--one", "sst2", "ls-llama", "2"]).one == ["sst2", "ls-llama", "2"]
+
+
+def test_int8_scores_sit_next_to_the_fp32_scores_of_the_same_run():
+    quantized = record("conll2003", "ls-unllama", "LS-unLLaMA", 0.577)
+    quantized["int8"] = {"metrics": {"f1": 0.571}, "score": 0.571, "eval_seconds": 85.1}
+    markdown = render_markdown([quantized, record("sst2", "hf-lora", "HF LoRA", 0.8)])
+    assert "## Prediction with --precision int8" in markdown
+    # 872 examples in 170.2 s (fp32) and in 85.1 s (int8)
+    assert "| CoNLL-2003 test entity F1 | LS-unLLaMA | 0 | 57.7 | 57.1 | -0.6 | 20.3 | 40.6 |" in markdown
+    assert "HF LoRA | 0 |" not in markdown  # runs without an int8 evaluation are not listed
+
+
+def test_no_int8_section_without_int8_evaluations():
+    assert "int8" not in render_markdown([record("sst2", "hf-lora", "HF LoRA", 0.8)])
