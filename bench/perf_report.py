@@ -40,15 +40,15 @@ def _find(records: list[dict], **keys) -> dict | None:
 
 
 def _pairs(
-    records: list[dict], part: str, *fields: str, ours: str = "lsllm"
+    records: list[dict], part: str, *fields: str, variant: str = "lsllm"
 ) -> list[tuple[tuple, dict, dict]]:
-    """(key, `ours` record, baseline record) for every key both systems have, in run order."""
+    """(key, `variant` record, baseline record) for every key both systems have, in run order."""
     keys = list(dict.fromkeys(tuple(r[f] for f in fields) for r in records if r["part"] == part))
     found = []
     for key in keys:
         where = dict(zip(fields, key, strict=True))
         ours, theirs = (
-            _find(records, part=part, system=ours, **where),
+            _find(records, part=part, system=variant, **where),
             _find(records, part=part, system="baseline", **where),
         )
         if ours and theirs:
@@ -79,7 +79,7 @@ def ratios(records: list[dict]) -> list[Ratio]:
                 Ratio(f"{name}: peak GPU memory (MB)", ours["peak_gpu_mb"], theirs["peak_gpu_mb"], "lower")
             )
     for variant, suffix in PREDICT_VARIANTS.items():
-        for (task,), ours, theirs in _pairs(records, "predict", "task", ours=variant):
+        for (task,), ours, theirs in _pairs(records, "predict", "task", variant=variant):
             for size in [b["batch_size"] for b in ours["batches"]]:
                 a, b = _batch(ours, size), _batch(theirs, size)
                 name = f"predict {TASK_NAMES.get(task, task)} batch {size}{suffix}"
@@ -299,7 +299,9 @@ def setup_section(records: list[dict], meta: dict) -> list[str]:
     shapes = ", ".join(f"{k} {v}" for k, v in first["shapes"].items())
     parts = {r["part"] for r in records}
     notes = list(dict.fromkeys(note for r in records for note in r.get("notes", [])))
-    precisions = ", ".join(sorted({r["precision"] for r in records if "precision" in r}))
+    variants = set(PREDICT_VARIANTS) - {"lsllm"}  # named in their own rows
+    chosen = {r["precision"] for r in records if "precision" in r and r.get("system") not in variants}
+    precisions = ", ".join(sorted(chosen))
     versions = ", ".join(f"{k} {v}" for k, v in first["versions"].items())
     hardware = ", ".join(f"{k} {v}" for k, v in first["hardware"].items())
     settings = meta["settings"]
@@ -322,7 +324,8 @@ def setup_section(records: list[dict], meta: dict) -> list[str]:
         )
     if precisions:
         lines.append(
-            f"- Number format: {precisions} (lsllm's precision 'auto'; the baseline is given the same)"
+            f"- Number format: {precisions} (lsllm's precision 'auto'; the baseline is given the same),"
+            " except in the rows of lsllm --precision int8"
         )
     dirty = " (working tree had uncommitted changes)" if meta["working_tree_dirty"] else ""
     lines += [

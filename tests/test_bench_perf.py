@@ -151,6 +151,16 @@ def test_ratios_are_lsllm_over_baseline_with_the_targets():
     assert found["predict CoNLL-2003 int8: peak RSS (MB)"].ratio == 0.8
 
 
+def test_every_task_gets_its_ratios():
+    on_sst2 = [{**r, "task": "sst2"} for r in RECORDS if r["part"] == "predict"]
+    on_conll = [{**r, "task": "conll2003"} for r in RECORDS if r["part"] == "train"]
+    found = {row.measurement for row in ratios([*RECORDS, *on_sst2, *on_conll])}
+    for task in ("SST-2", "CoNLL-2003"):
+        assert f"train {task} causal: real tokens/s" in found
+        assert f"predict {task} batch 1: examples/s" in found
+        assert f"predict {task} batch 1 int8: examples/s" in found
+
+
 def test_prediction_table_compares_each_lsllm_variant_with_the_pipeline():
     table = render(RECORDS, META)
     # 256 examples in 6.4 s give 5e11 / 6.4 FLOP/s, 78% of the fp32 peak; no int8 peak is measured.

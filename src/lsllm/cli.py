@@ -57,8 +57,8 @@ def add_precision_flag(parser: argparse.ArgumentParser) -> None:
         choices=PREDICT_PRECISIONS,
         default="auto",
         help="number format of the backbone: auto (bf16 where the device has native bf16, else fp32),"
-        " fp32, bf16, or int8 (CPU only: int8 weights, about 2x faster for single texts, scores differ"
-        " slightly; see bench/README.md) (default: auto)",
+        " fp32, bf16, or int8 (CPU only: int8 weights, about 1.6x faster for single texts, scores move"
+        " a little; check with lsllm eval) (default: auto)",
     )
 
 
