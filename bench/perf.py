@@ -425,14 +425,12 @@ def measure_prediction(args: argparse.Namespace, name: str, system: str) -> dict
     path = model_path(args)
     mode = "causal" if task.kind == "sequence" else "bidirectional"  # lsllm's defaults, for both systems
     notes = []
-    precision = None
     if system in ("lsllm", INT8):
         from lsllm import load
         from lsllm.data.encoding import join_words
         from lsllm.data.readers import SequenceExample
 
-        precision = "int8" if system == INT8 else None
-        classifier = load(predict_run(args, name), precision=precision or "auto")
+        classifier = load(predict_run(args, name), precision="int8" if system == INT8 else "auto")
         if task.kind == "sequence":
             inputs = [row["text"] for row in rows]
             features = classifier.data.encode(
@@ -472,7 +470,7 @@ def measure_prediction(args: argparse.Namespace, name: str, system: str) -> dict
         "kind": task.kind,
         "mode": mode,
         "system": system,
-        "precision": precision or dtype,
+        "precision": "int8" if system == INT8 else dtype,
         "examples": len(inputs),
         "sequences": len(lengths),
         "real_tokens": sum(lengths),

@@ -8,13 +8,14 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from bench.perf import INT8
 from bench.report import DASH, TASK_NAMES, _save_png
 from lsllm.atomic import write_text_atomic
 
 TRAIN_TARGET, PREDICT_TARGET = 1.5, 2.0
 # lsllm's prediction records and what their measurement names get: the default, then --precision int8.
-PREDICT_VARIANTS = {"lsllm": "", "lsllm-int8": " int8"}
-SYSTEM_LABELS = {"lsllm": "lsllm", "lsllm-int8": "lsllm --precision int8", "baseline": "baseline (pipeline)"}
+PREDICT_VARIANTS = {"lsllm": "", INT8: " int8"}
+SYSTEM_LABELS = {"lsllm": "lsllm", INT8: "lsllm --precision int8", "baseline": "baseline (pipeline)"}
 
 
 @dataclass(frozen=True)
@@ -299,9 +300,8 @@ def setup_section(records: list[dict], meta: dict) -> list[str]:
     shapes = ", ".join(f"{k} {v}" for k, v in first["shapes"].items())
     parts = {r["part"] for r in records}
     notes = list(dict.fromkeys(note for r in records for note in r.get("notes", [])))
-    variants = set(PREDICT_VARIANTS) - {"lsllm"}  # named in their own rows
-    chosen = {r["precision"] for r in records if "precision" in r and r.get("system") not in variants}
-    precisions = ", ".join(sorted(chosen))
+    chosen = {r["precision"] for r in records if "precision" in r and r.get("system") != INT8}
+    precisions = ", ".join(sorted(chosen))  # int8 is named in its own rows
     versions = ", ".join(f"{k} {v}" for k, v in first["versions"].items())
     hardware = ", ".join(f"{k} {v}" for k, v in first["hardware"].items())
     settings = meta["settings"]
