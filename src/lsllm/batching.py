@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -10,11 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import groupby
 
+logger = logging.getLogger("lsllm")
+
 # predict(inputs, top_k) -> one row per input
 Predict = Callable[[list, int | None], list[dict]]
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a cancelled job is removed from the queue by `is`
 class _Job:
     inputs: list
     top_k: int | None
@@ -30,6 +33,7 @@ class BatchStats:
     inputs: int = 0
     batches: int = 0
     max_requests_per_batch: int = 0
+    abandoned: int = 0  # requests given up before their answer (client gone); dropped unpredicted if queued
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,6 +70,11 @@ class MicroBatcher:
     def running(self) -> bool:
         return self._task is not None and not self._task.done() and not self._closing
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch now (not counting the batch being predicted)."""
+        return len(self._waiting)
+
     async def submit(self, inputs: list, top_k: int | None = None) -> list[dict]:
         """The prediction rows for these inputs; raises what predicting them alone would raise."""
         if not self.running:
@@ -75,9 +84,31 @@ class MicroBatcher:
         self.stats.requests += 1
         self.stats.inputs += len(inputs)
         self._arrived.set()
-        return await job.future
+        try:
+            return await job.future
+        except asyncio.CancelledError:  # the caller gave up (its client went away): drop it if still queued
+            self.stats.abandoned += 1
+            if job in self._waiting:
+                self._waiting.remove(job)
+            raise
 
     async def _run(self) -> None:
+        jobs: list[_Job] = []
+        reason = "the server is stopping"
+        try:
+            await self._serve(jobs)
+        except Exception as error:  # a bug in this loop: say so, and stop taking requests (status 503)
+            logger.exception("the prediction worker stopped")
+            reason = f"the prediction worker stopped ({type(error).__name__}: {error})"
+        finally:  # however the loop ended, no request is left waiting for an answer that never comes
+            self._closing = True
+            for job in (*jobs, *self._waiting):
+                if not job.future.done():
+                    job.future.set_exception(RuntimeError(reason))
+            self._waiting.clear()
+
+    async def _serve(self, jobs: list[_Job]) -> None:
+        """The worker loop; `jobs` holds the batch being predicted, for `_run` to fail if the loop dies."""
         loop = asyncio.get_running_loop()
         while True:
             while not self._waiting:
@@ -86,7 +117,9 @@ class MicroBatcher:
                 self._arrived.clear()
                 await self._arrived.wait()
             await self._wait_for_company()
-            jobs = self._take_batch()
+            if not self._waiting:  # every queued request was abandoned while waiting for company
+                continue
+            jobs[:] = self._take_batch()
             results = await loop.run_in_executor(self._worker, self._predict_jobs, jobs)
             self.stats.batches += 1
             self.stats.max_requests_per_batch = max(self.stats.max_requests_per_batch, len(jobs))
@@ -97,11 +130,16 @@ class MicroBatcher:
                     job.future.set_exception(result)
                 else:
                     job.future.set_result(result)
+            jobs.clear()
 
     async def _wait_for_company(self) -> None:
         """Until the batch is full, the oldest request has waited `max_wait_s`, or we are stopping."""
         deadline = self._waiting[0].arrived + self.max_wait_s
-        while not self._closing and sum(len(job.inputs) for job in self._waiting) < self.max_batch_size:
+        while (
+            self._waiting
+            and not self._closing
+            and sum(len(job.inputs) for job in self._waiting) < self.max_batch_size
+        ):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+import asyncio
+import json
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lsllm.batching import MicroBatcher
 from lsllm.errors import LsllmError
@@ -60,6 +63,10 @@ class Batching(BaseModel):
     inputs: int = Field(description="inputs received since start")
     batches: int = Field(description="prediction batches run; fewer than requests when requests were merged")
     max_requests_per_batch: int = Field(description="most requests answered by one batch so far")
+    queued: int = Field(description="requests waiting for a batch now")
+    abandoned: int = Field(
+        description="requests whose client went away before the answer; those still queued were dropped"
+    )
 
 
 class Health(BaseModel):
@@ -128,13 +135,23 @@ def prepare_inputs(request: PredictRequest, classifier: Classifier, options: Ser
     return prepared
 
 
+def timeout_detail(part: str, seconds: float) -> str:
+    return (
+        f"the request {part} did not arrive within this server's limit of {seconds:g} s"
+        " (--request-timeout-s); send the whole request without pausing"
+    )
+
+
 class BodyLimit:
     """ASGI middleware: 413 for a body over `max_bytes`, by its Content-Length or, if it has none (chunked),
-    as it arrives. The body is read here in full (it is small) and handed on to the app."""
+    as it arrives; 408 for a body that has not arrived in full within `timeout_s` of the headers (a client
+    that stalls would otherwise hold its request open forever). The body is read here in full (it is
+    small) and handed on to the app."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app, max_bytes: int, timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -142,9 +159,14 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await self.too_large(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
         chunks, size = [], 0
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                return await self.timed_out(scope, receive, send)
             if message["type"] == "http.disconnect":
                 return None
             chunks.append(message.get("body", b""))
@@ -174,6 +196,20 @@ class BodyLimit:
             headers={"connection": "close"},  # the rest of the body is never read
         )
         await response(scope, receive, send)
+
+    async def timed_out(self, scope, receive, send) -> None:
+        response = JSONResponse(
+            {"detail": timeout_detail("body", self.timeout_s)},
+            status_code=408,
+            headers={"connection": "close"},  # uvicorn closes the connection once this is sent
+        )
+        await response(scope, receive, send)
+
+
+async def disconnected(request: Request) -> None:
+    """Returns once the client has gone away (after its body has been read, nothing else arrives)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def json_errors(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -212,7 +248,8 @@ def create_app(classifier: Classifier, options: ServeOptions | None = None) -> F
         " merged into shared prediction batches.",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, max_bytes=options.max_body_bytes)
+    app.state.options = options  # make_server reads the connection limits from here
+    app.add_middleware(BodyLimit, max_bytes=options.max_body_bytes, timeout_s=options.request_timeout_s)
     app.add_exception_handler(RequestValidationError, json_errors)
 
     @app.post(
@@ -220,14 +257,27 @@ def create_app(classifier: Classifier, options: ServeOptions | None = None) -> F
         response_model=PredictResponse,
         responses={400: {"model": Error}, 413: {"model": Error}, 503: {"model": Error}},
     )
-    async def predict_endpoint(request: PredictRequest) -> PredictResponse:
+    async def predict_endpoint(request: PredictRequest, http: Request) -> PredictResponse:
         """Labels with probabilities (sequence runs) or tags and entities (token runs), one row per input."""
         inputs = prepare_inputs(request, classifier, options)
         batcher: MicroBatcher = app.state.batcher
         if not batcher.running:
             raise HTTPException(503, "the server is shutting down; retry on another instance")
+        # A client that goes away while its request waits gives it up: a queued one is never predicted.
+        answer = asyncio.ensure_future(batcher.submit(inputs, request.top_k))
+        gone = asyncio.ensure_future(disconnected(http))
         try:
-            rows = await batcher.submit(inputs, request.top_k)
+            await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (gone, answer):
+                if not task.done():
+                    task.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await task
+        if answer.cancelled():
+            return Response(status_code=499)  # nobody reads it: nginx's code for "client closed request"
+        try:
+            rows = answer.result()
         except LsllmError as error:
             raise invalid(str(error), "inputs") from None
         return PredictResponse(predictions=rows)
@@ -237,7 +287,10 @@ def create_app(classifier: Classifier, options: ServeOptions | None = None) -> F
         """Liveness and readiness, with the batcher's counters."""
         batcher: MicroBatcher = app.state.batcher
         batching = Batching(
-            max_batch_size=options.max_batch_size, max_wait_ms=options.max_wait_ms, **batcher.stats.to_dict()
+            max_batch_size=options.max_batch_size,
+            max_wait_ms=options.max_wait_ms,
+            queued=batcher.queued,
+            **batcher.stats.to_dict(),
         )
         return Health(status="ok", model_loaded=batcher.running, batching=batching)
 
@@ -257,7 +310,62 @@ def create_app(classifier: Classifier, options: ServeOptions | None = None) -> F
     return app
 
 
+class TimedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 connection with a deadline on each request's head: a client that has not sent a
+    whole request line and headers within `head_timeout_s` of connecting, or of its previous answer, is
+    disconnected, with a 408 if it had sent part of one. uvicorn alone waits for headers forever."""
+
+    head_timeout_s: float = 10.0
+
+    def connection_made(self, transport) -> None:
+        self._head_timer: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def on_response_complete(self) -> None:
+        self._arm_head_timer()  # before uvicorn starts the next pipelined request, which has a new cycle
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out, self.cycle)
+
+    def _head_timed_out(self, cycle) -> None:
+        self._head_timer = None
+        if self.cycle is not cycle or self.transport.is_closing():
+            return  # a new request began in time (each has its own cycle), or the connection is closed
+        if self.conn.trailing_data[0]:  # part of a request line or headers: say why before closing
+            body = json.dumps({"detail": timeout_detail("headers", self.head_timeout_s)}).encode()
+            head = (
+                "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                f"content-length: {len(body)}\r\n\r\n"
+            )
+            self.transport.write(head.encode() + body)
+        self.transport.close()
+
+
 def make_server(app: FastAPI) -> uvicorn.Server:
-    """uvicorn, quiet (lsllm prints its own start line), waiting for in-flight requests on shutdown."""
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    """uvicorn, quiet (lsllm prints its own start line), waiting for in-flight requests on shutdown, with
+    the app's limits on connections: `max_connections` (uvicorn answers a request beyond it with a plain
+    503), a deadline for each request's head (here) and body (BodyLimit), 5 s for an idle keep-alive
+    connection, and h11's 16 KiB limit on a request's headers (a 400 beyond it)."""
+    options: ServeOptions = getattr(app.state, "options", None) or ServeOptions()
+    protocol = type("TimedH11Protocol", (TimedH11Protocol,), {"head_timeout_s": options.request_timeout_s})
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        http=protocol,
+        timeout_keep_alive=5,
+        # uvicorn counts the connection of the request it is checking: one more serves max_connections
+        limit_concurrency=options.max_connections + 1,
+    )
     return uvicorn.Server(config)

@@ -24,13 +24,27 @@ class ServeOptions:
     max_body_bytes: int = option(1_000_000, "largest request body in bytes; a larger one gets status 413")
     max_inputs: int = option(64, "most inputs in one request; more get status 422")
     max_chars: int = option(10_000, "longest input in characters; a longer one gets status 422")
+    request_timeout_s: float = option(
+        10.0,
+        "longest a client may take to send a request's headers, and then its body; a slower one gets"
+        " status 408 and is disconnected, so a stalled client cannot hold a connection",
+    )
+    max_connections: int = option(
+        256,
+        "most connections served at once, idle keep-alive ones included; a request on one more gets"
+        " status 503 instead of joining an ever longer queue",
+    )
 
     def check(self) -> ServeOptions:
         for name in ("max_batch_size", "batch_size", "max_body_bytes", "max_inputs", "max_chars"):
             if getattr(self, name) < 1:
                 raise LsllmError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.max_connections < 1:
+            raise LsllmError(f"--max-connections must be at least 1, not {self.max_connections}")
         if self.max_wait_ms < 0:
             raise LsllmError(f"--max-wait-ms must be 0 or more, not {self.max_wait_ms}")
+        if not self.request_timeout_s > 0:
+            raise LsllmError(f"--request-timeout-s must be more than 0, not {self.request_timeout_s}")
         return self
 
 
