@@ -127,6 +127,13 @@ def sentences(data: Path) -> tuple[list[str], str]:
 @contextmanager
 def server(run: Path, options: list[str], log: Path):
     """`lsllm serve` in its own process on a free port; yields its URL; stops it with SIGTERM."""
+    with server_process(run, options, log) as (url, _):
+        yield url
+
+
+@contextmanager
+def server_process(run: Path, options: list[str], log: Path):
+    """As `server`, yielding (URL, the process); raises RuntimeError if it does not exit with status 0."""
     command = [sys.executable, "-m", "lsllm.cli", "serve", str(run), "--port", "0", *options]
     with log.open("w") as errors:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
@@ -136,7 +143,7 @@ def server(run: Path, options: list[str], log: Path):
             found = re.search(r"at (http://\S+) \(API docs", line)
             if not found:
                 raise RuntimeError(f"lsllm serve did not start; see {log}")
-            yield found.group(1)
+            yield found.group(1), process
             process.send_signal(signal.SIGTERM)
             if process.wait(120) != 0:
                 raise RuntimeError(f"lsllm serve exited with status {process.returncode}; see {log}")

@@ -33,7 +33,8 @@ class BatchStats:
     inputs: int = 0
     batches: int = 0
     max_requests_per_batch: int = 0
-    abandoned: int = 0  # requests given up before their answer (client gone); dropped unpredicted if queued
+    abandoned: int = 0  # requests given up by their caller (client gone) before their answer
+    dropped: int = 0  # abandoned while still queued: removed without being predicted
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +91,7 @@ class MicroBatcher:
             self.stats.abandoned += 1
             if job in self._waiting:
                 self._waiting.remove(job)
+                self.stats.dropped += 1
             raise
 
     async def _run(self) -> None:

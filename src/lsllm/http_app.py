@@ -64,9 +64,8 @@ class Batching(BaseModel):
     batches: int = Field(description="prediction batches run; fewer than requests when requests were merged")
     max_requests_per_batch: int = Field(description="most requests answered by one batch so far")
     queued: int = Field(description="requests waiting for a batch now")
-    abandoned: int = Field(
-        description="requests whose client went away before the answer; those still queued were dropped"
-    )
+    abandoned: int = Field(description="requests whose client went away before the answer")
+    dropped: int = Field(description="abandoned requests removed from the queue without being predicted")
 
 
 class Health(BaseModel):
