@@ -67,6 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# The CPU features that decide how fast each number format runs.
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
 def _cpu_name() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
@@ -80,6 +84,8 @@ def environment() -> dict:
     import torch
     import transformers
 
+    from lsllm.precision import cpu_flags, cpu_has_bf16_units, resolve_precision
+
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     return {
         "versions": {
@@ -92,6 +98,10 @@ def environment() -> dict:
         },
         "hardware": {
             "cpu": _cpu_name(),
+            # Machines of one kind differ: bf16 runs natively on some CPUs and is emulated on others.
+            "cpu_features": sorted(cpu_flags() & set(VECTOR_FLAGS)),
+            "bf16_units": cpu_has_bf16_units(),
+            "precision_auto": resolve_precision("auto"),
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

@@ -14,7 +14,6 @@ own process (clean peak memory); every figure is reported as a ratio lsllm / bas
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import hashlib
 import json
@@ -208,9 +207,9 @@ def shapes_of(path: str) -> Shapes:
 
 def precision() -> str:
     """What lsllm's precision 'auto' picks here, and what the baseline is given to match it."""
-    from lsllm.precision import use_bf16
+    from lsllm.precision import resolve_precision
 
-    return "bf16" if use_bf16("auto") else "fp32"
+    return resolve_precision("auto")
 
 
 def baseline_model(kind: str, labels: list[str], path: str, mode: str):
@@ -386,13 +385,12 @@ def make_run(args: argparse.Namespace, name: str) -> None:
     run.save_weights(model)
 
 
-def predict_precision():
-    """Both systems predict under the same autocast: bf16 on a GPU that has it, none elsewhere."""
+def predict_dtype():
+    """Both systems predict in the number format lsllm's precision 'auto' picks on this device: lsllm puts
+    its backbone in it, and the baseline is loaded in it, as a transformers user would (dtype=...)."""
     import torch
 
-    if torch.cuda.is_available() and precision() == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16), "bf16"
-    return contextlib.nullcontext(), "fp32"
+    return {"bf16": torch.bfloat16, "fp32": torch.float32}[precision()]
 
 
 def latency(call, inputs: list, batch_size: int) -> dict:
@@ -449,6 +447,7 @@ def measure_prediction(args: argparse.Namespace, name: str, system: str) -> dict
         from transformers import pipeline
 
         tokenizer, model, notes = baseline_model(task.kind, labels, path, mode)
+        model.to(predict_dtype())
         inputs = [row["text"] if task.kind == "sequence" else " ".join(row["tokens"]) for row in rows]
         lengths = [len(tokenizer(text)["input_ids"]) for text in inputs]
         pipe = pipeline(
@@ -461,16 +460,14 @@ def measure_prediction(args: argparse.Namespace, name: str, system: str) -> dict
         def call(chunk: list, batch_size: int) -> list:
             return pipe(chunk, batch_size=batch_size)
 
-    autocast, dtype = predict_precision()
-    with autocast:
-        batches = [latency(call, inputs, size) for size in args.batch_sizes]
+    batches = [latency(call, inputs, size) for size in args.batch_sizes]
     return {
         "part": "predict",
         "task": name,
         "kind": task.kind,
         "mode": mode,
         "system": system,
-        "precision": "int8" if system == INT8 else dtype,
+        "precision": "int8" if system == INT8 else precision(),
         "examples": len(inputs),
         "sequences": len(lengths),
         "real_tokens": sum(lengths),
@@ -491,12 +488,13 @@ def measure_peak(args: argparse.Namespace) -> dict:
 
     shapes = shapes_of(model_path(args))
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    native, _ = bf16_is_fast(torch.device(device))
     tokens = 8192 if device == "cuda" else 1024
-    bf16_tokens = tokens if device == "cuda" or bf16_is_fast() else 64  # emulated bf16 is ~100x slower
+    bf16_tokens = tokens if native else 64  # emulated bf16 is ~100x slower
     return {
         "part": "flops",
         "shapes": shapes.to_dict(),
-        "bf16_native": bf16_is_fast(),
+        "bf16_native": native,
         "peaks": [
             matmul_peak(tokens, shapes, "fp32", device),
             matmul_peak(bf16_tokens, shapes, "bf16", device),

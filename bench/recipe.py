@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from peft import LoraConfig, get_peft_model
 from transformers import TrainingArguments
 
@@ -79,5 +80,6 @@ def training_arguments(
         logging_steps=10,
         seed=settings.seed,
         report_to="none",
+        use_cpu=not torch.cuda.is_available(),  # else transformers refuses bf16 on any CPU
         **extra,
     )

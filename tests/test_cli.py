@@ -10,7 +10,19 @@ import yaml
 from lsllm.cli import main
 from tests.conftest import ner_rows, sentiment_rows, write_jsonl, write_splits
 
-TINY_TRAINING = ["--epochs", "2", "--batch-size", "8", "--learning-rate", "3e-3", "--max-length", "64"]
+FP32 = ["--precision", "fp32"]  # every number compared here is an fp32 one, whatever the CPU
+TINY_TRAINING = [
+    "--precision",
+    "fp32",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--learning-rate",
+    "3e-3",
+    "--max-length",
+    "64",
+]
 
 
 def lsllm(*args: str) -> subprocess.CompletedProcess:
@@ -68,14 +80,14 @@ def test_train_flags_override_the_yaml_config(cli_runs):
 
 def test_train_prints_the_metrics_table(cli_runs, capsys, tiny_model, sentiment_files, tmp_path):
     files = {"train": sentiment_files["train"], "dev": sentiment_files["dev"]}
-    assert main(train_args(tiny_model, "sequence", files, tmp_path / "r", "--epochs", "1")) == 0
+    assert main(train_args(tiny_model, "sequence", files, tmp_path / "r", "--epochs", "1", *FP32)) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "macro-F1" in out and f"run saved to {tmp_path / 'r'}" in out
 
 
 def test_eval_prints_and_writes_metrics(cli_runs, capsys):
     root, seq, _ = cli_runs
-    assert main(["eval", str(root / "seq-run"), "--data", str(seq["test"])]) == 0
+    assert main(["eval", str(root / "seq-run"), "--data", str(seq["test"]), *FP32]) == 0
     out = capsys.readouterr().out
     written = json.loads((root / "seq-run" / "eval-seq-test.json").read_text())
     assert f"{100 * written['accuracy']:.1f}" in out
@@ -87,7 +99,10 @@ def test_eval_prints_and_writes_metrics(cli_runs, capsys):
 def test_predict_a_file_of_texts(cli_runs):
     root, seq, _ = cli_runs
     out = root / "pred.jsonl"
-    assert main(["predict", str(root / "seq-run"), "--input", str(seq["test"]), "--output", str(out)]) == 0
+    assert (
+        main(["predict", str(root / "seq-run"), "--input", str(seq["test"]), "--output", str(out), *FP32])
+        == 0
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 12
     for row in rows:
@@ -97,7 +112,7 @@ def test_predict_a_file_of_texts(cli_runs):
 
 def test_predict_one_text_prints_json(cli_runs):
     root, _, _ = cli_runs
-    result = lsllm("predict", str(root / "seq-run"), "the film was good")
+    result = lsllm("predict", str(root / "seq-run"), "the film was good", *FP32)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["label"] in ("neg", "pos")
 
@@ -109,7 +124,7 @@ def test_predict_tokens_from_words_and_raw_text(cli_runs, tmp_path):
         [{"tokens": ["Mary", "Jones", "visited", "Berlin"]}, {"text": "John  Smith went to New York"}],
     )
     out = tmp_path / "out.jsonl"
-    assert main(["predict", str(root / "tok-run"), "--input", str(source), "--output", str(out)]) == 0
+    assert main(["predict", str(root / "tok-run"), "--input", str(source), "--output", str(out), *FP32]) == 0
     words, text = [json.loads(line) for line in out.read_text().splitlines()]
     assert words["tokens"] == ["Mary", "Jones", "visited", "Berlin"] and len(words["tags"]) == 4
     assert "start_char" not in json.dumps(words["entities"])
@@ -219,7 +234,9 @@ def test_usage_mistakes_are_one_line_errors():
 def test_predict_reads_other_text_columns_with_text_field(cli_runs, tmp_path, in_process):
     root, _, _ = cli_runs
     source = write_jsonl(tmp_path / "in.jsonl", [{"body": "the film was good"}, {"body": "awful"}])
-    result = in_process("predict", str(root / "seq-run"), "--input", str(source), "--text-field", "body")
+    result = in_process(
+        "predict", str(root / "seq-run"), "--input", str(source), "--text-field", "body", *FP32
+    )
     assert result.returncode == 0, result.stderr
     assert [json.loads(line)["label"] in ("neg", "pos") for line in result.stdout.splitlines()] == [
         True,
@@ -264,11 +281,11 @@ def test_export_folder_works_in_predict_and_eval_like_the_run(cli_runs, tmp_path
     assert result.returncode == 0, result.stderr
     assert f"export written to {folder}" in result.stdout
     assert ("lora" in json.loads((folder / "config.json").read_text())) == (not merge)
-    predicted = [in_process("predict", str(path), "the film was good") for path in (run, folder)]
+    predicted = [in_process("predict", str(path), "the film was good", *FP32) for path in (run, folder)]
     rows = [json.loads(p.stdout.strip().splitlines()[-1]) for p in predicted]
     assert rows[1]["label"] == rows[0]["label"] and rows[1]["score"] == pytest.approx(rows[0]["score"])
     metrics = tmp_path / "metrics.json"
-    evaluated = in_process("eval", str(folder), "--data", str(seq["test"]), "--output", str(metrics))
+    evaluated = in_process("eval", str(folder), "--data", str(seq["test"]), "--output", str(metrics), *FP32)
     assert evaluated.returncode == 0, evaluated.stderr
     test = json.loads((run / "metrics.json").read_text())["test"]
     assert json.loads(metrics.read_text())["accuracy"] == test["accuracy"]

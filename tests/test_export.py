@@ -49,7 +49,7 @@ def exports(tiny_model, tmp_path_factory) -> dict:
     for case in CASES:
         name = "-".join(case)
         run = saved_run(tiny_model, root / name, *case)
-        classifier = lsllm.load(run, device="cpu")
+        classifier = lsllm.load(run, device="cpu", precision="fp32")
         features = [{"input_ids": classifier.tokenizer(text)["input_ids"]} for text in TEXTS]
         made[case] = {
             "folders": {
@@ -106,7 +106,7 @@ def test_export_predicts_like_the_run_in_plain_transformers(exports, plain_trans
 @kinds
 def test_lsllm_loads_an_export_and_predicts_like_the_run(exports, case, kind):
     expected = exports[case]["predictions"]
-    classifier = lsllm.load(exports[case]["folders"][kind], device="cpu")
+    classifier = lsllm.load(exports[case]["folders"][kind], device="cpu", precision="fp32")
     assert not any("lora" in name for name, _ in classifier.model.named_parameters())  # merged on load
     got = classifier.predict(TEXTS)
     if case[0] == "sequence":

@@ -102,21 +102,21 @@ def runs(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sequence_service(runs):
-    classifier = lsllm.load(runs["sequence"])
+    classifier = lsllm.load(runs["sequence"], precision="fp32")
     with running(classifier, max_wait_ms=100, max_batch_size=64, **LIMITS) as url:
         yield url, classifier
 
 
 @pytest.fixture(scope="module")
 def token_service(runs):
-    classifier = lsllm.load(runs["token"])
+    classifier = lsllm.load(runs["token"], precision="fp32")
     with running(classifier, max_wait_ms=20, **LIMITS) as url:
         yield url, classifier
 
 
 def test_sequence_predictions_are_those_of_the_python_api(sequence_service, runs):
     url, _ = sequence_service
-    reference = lsllm.load(runs["sequence"])
+    reference = lsllm.load(runs["sequence"], precision="fp32")
     status, body = predict(url, {"inputs": TEXTS})
     assert status == 200
     assert_same(body["predictions"], reference.predict(TEXTS))
@@ -130,7 +130,7 @@ def test_token_predictions_are_those_of_the_python_api(token_service, runs):
     inputs = ["John Smith visited  Paris", ["Mary", "Jones", "left", "New", "York"]]
     status, body = predict(url, {"inputs": inputs})
     assert status == 200
-    expected = lsllm.load(runs["token"]).predict(inputs)
+    expected = lsllm.load(runs["token"], precision="fp32").predict(inputs)
     assert_same(body["predictions"], expected)
     assert body["predictions"][0]["tokens"] == ["John", "Smith", "visited", "Paris"]
 
@@ -296,7 +296,19 @@ def test_serve_refuses_a_busy_port_before_loading(runs, capsys):
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(runs):
     run = str(runs["sequence"])
-    command = [sys.executable, "-m", "lsllm.cli", "serve", run, "--port", "0", "--max-wait-ms", "2000"]
+    command = [
+        sys.executable,
+        "-m",
+        "lsllm.cli",
+        "serve",
+        run,
+        "--precision",
+        "fp32",
+        "--port",
+        "0",
+        "--max-wait-ms",
+        "2000",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready, _, _ = select.select([process.stdout], [], [], 120)
@@ -322,5 +334,5 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(runs):
         if process.poll() is None:
             process.kill()
     assert answer["status"] == 200
-    assert_same(answer["body"]["predictions"], lsllm.load(run).predict(TEXTS))
+    assert_same(answer["body"]["predictions"], lsllm.load(run, precision="fp32").predict(TEXTS))
     assert "stopped after answering every request" in process.stdout.read()

@@ -11,7 +11,9 @@ from lsllm.errors import LsllmError
 from lsllm.run import RunFolder
 from tests.conftest import ner_rows, sentiment_rows, write_splits
 
-FAST = dict(epochs=14, batch_size=8, learning_rate=3e-3, lora_r=8, max_length=64, logging_steps=1)
+FAST = dict(
+    precision="fp32", epochs=14, batch_size=8, learning_rate=3e-3, lora_r=8, max_length=64, logging_steps=1
+)
 
 
 def train_run(model, files, task, output, **overrides):
@@ -87,7 +89,7 @@ def test_run_folder_holds_everything_needed_to_reload(sequence_run):
 
 RELOAD_SCRIPT = """
 import json, sys, lsllm
-classifier = lsllm.load(sys.argv[1])
+classifier = lsllm.load(sys.argv[1], precision="fp32")
 print(json.dumps(classifier.predict(json.loads(sys.argv[2]))))
 """
 
@@ -101,7 +103,7 @@ print(json.dumps(classifier.predict(json.loads(sys.argv[2]))))
 )
 def test_reloaded_run_predicts_identically_in_a_new_process(run_name, inputs, request):
     result, _ = request.getfixturevalue(run_name)
-    in_memory = lsllm.load(result.run_dir).predict(inputs)
+    in_memory = lsllm.load(result.run_dir, precision="fp32").predict(inputs)
     out = subprocess.run(
         [sys.executable, "-c", RELOAD_SCRIPT, str(result.run_dir), json.dumps(inputs)],
         capture_output=True,
@@ -121,7 +123,7 @@ def test_test_split_is_never_used_for_selection(sequence_run):
 def test_token_predictions_give_entities_with_word_and_character_spans(token_run):
     result, _ = token_run
     text = "John Smith  visited   Paris"
-    row = lsllm.load(result.run_dir).predict([text])[0]
+    row = lsllm.load(result.run_dir, precision="fp32").predict([text])[0]
     assert row["tokens"] == ["John", "Smith", "visited", "Paris"]
     assert len(row["tags"]) == len(row["scores"]) == 4
     spans = {(e["type"], e["start"], e["end"]) for e in row["entities"]}

@@ -18,14 +18,10 @@ from lsllm.data.words import word_spans
 from lsllm.errors import LsllmError
 from lsllm.export import open_trained
 from lsllm.models import load_tokenizer
-from lsllm.precision import quantize_to_int8, use_bf16
+from lsllm.precision import default_device, quantize_to_int8, resolve_precision
 
 SequenceInput = str | tuple[str, str]
 TokenInput = str | list[str]
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class Classifier:
@@ -62,7 +58,7 @@ class Classifier:
         )
         if precision == "int8":
             quantize_to_int8(classifier.model.backbone)
-        elif use_bf16(precision, device):
+        elif resolve_precision(precision, device) == "bf16":
             classifier.model.backbone.to(torch.bfloat16)
         return classifier
 

@@ -2,30 +2,77 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
+from functools import cache
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from lsllm import _compat
 from lsllm.errors import LsllmError
 
+logger = logging.getLogger(__name__)
 
-def bf16_is_fast(device: torch.device | None = None) -> bool:
-    """bf16 pays off on GPUs that support it and on CPUs with bf16 units (AVX-512 BF16 or AMX).
+# CPU flags (Linux /proc/cpuinfo) of the units that run bf16 matmuls natively.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
-    Elsewhere (AVX2, plain AVX-512) PyTorch emulates bf16 matmuls; on the AVX2 EPYC bench/ runs on
-    they were about 100x slower than fp32.
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux reports them; empty where /proc/cpuinfo does not exist."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def cpu_has_bf16_units() -> bool:
+    """AVX-512 BF16 or AMX: torch's own probe if it still has one, else the flags Linux reports."""
+    native = _compat.cpu_bf16_units()
+    return native if native is not None else bool(cpu_flags() & set(BF16_CPU_FLAGS))
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def bf16_is_fast(device: torch.device) -> tuple[bool, str]:
+    """Whether bf16 pays off on `device`, and why: on GPUs that support it and on CPUs with bf16 units.
+
+    Elsewhere (AVX2, plain AVX-512) PyTorch emulates bf16 matmuls, about 100x slower than fp32.
     """
-    on_gpu = torch.cuda.is_available() if device is None else device.type == "cuda"
-    if on_gpu:
-        return torch.cuda.is_bf16_supported()
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so absent in some torch
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return True, f"{torch.cuda.get_device_name(device)} supports bf16"
+        return False, f"{torch.cuda.get_device_name(device)} has no bf16 support"
+    if device.type != "cpu":
+        return False, f"bf16 is not tuned for {device.type} devices"
+    if cpu_has_bf16_units():
+        return True, "this CPU has bf16 units (AVX-512 BF16 or AMX)"
+    return False, "this CPU has no bf16 units, so bf16 would be emulated and slow"
 
 
-def use_bf16(precision: str, device: torch.device | None = None) -> bool:
-    """Whether to compute in bf16 on `device` (default: the GPU if there is one, else the CPU)."""
-    return precision == "bf16" or (precision == "auto" and bf16_is_fast(device))
+def resolve_precision(precision: str, device: torch.device | None = None) -> str:
+    """'fp32' or 'bf16' for `precision` (auto, fp32 or bf16) on `device` (default: the GPU if any).
+
+    For "auto" the choice and its reason are logged once per process and device kind.
+    """
+    if precision in ("fp32", "bf16"):
+        return precision
+    if precision != "auto":
+        raise LsllmError(f"unknown precision {precision!r}; use auto, fp32 or bf16")
+    fast, reason = bf16_is_fast(device or default_device())
+    chosen = "bf16" if fast else "fp32"
+    _log_choice(chosen, reason)
+    return chosen
+
+
+@cache
+def _log_choice(chosen: str, reason: str) -> None:
+    logger.info("precision auto: %s, since %s", chosen, reason)
 
 
 def quantize_to_int8(backbone: nn.Module) -> None:

@@ -54,11 +54,16 @@ class RunFolder:
                 os.replace(Path(tmp) / name, self.path / name)
 
     def _replace_dir(self, target: Path, save) -> None:
+        """Write a folder beside `target` and swap it in, so the old one stays whole until the new one is."""
         tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=f".{target.name}."))
         save(str(tmp))
+        old = None
         if target.exists():
-            shutil.rmtree(target)
+            old = Path(tempfile.mkdtemp(dir=self.path, prefix=f".{target.name}.old."))
+            os.replace(target, old / target.name)
         os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old)
 
     @property
     def tokenizer_path(self) -> Path:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
-from lsllm.atomic import write_json_atomic
+from lsllm.atomic import write_json_atomic, write_text_atomic
+from lsllm.checkpoints import ManifestCallback, newest_intact
 from lsllm.config import PREDICT_BATCH_SIZE, TrainConfig
 from lsllm.data.collate import Collator
 from lsllm.data.encoding import IGNORE_INDEX, Encoder
@@ -20,7 +20,7 @@ from lsllm.inference import Classifier
 from lsllm.metrics import format_metrics, selection_metric, sequence_metrics, token_metrics
 from lsllm.modeling import add_lora, build_model
 from lsllm.models import load_tokenizer, resolve_model
-from lsllm.precision import use_bf16
+from lsllm.precision import resolve_precision
 from lsllm.run import CHECKPOINTS, METRICS, TRAINING_LOG, RunFolder
 
 logger = logging.getLogger("lsllm")
@@ -41,6 +41,25 @@ class JsonlLogCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **(logs or {})}) + "\n")
+
+
+def step_of(checkpoint: Path | None) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else 0
+
+
+def forget_log_after(path: Path, step: int) -> None:
+    """Drop the log records of steps a resumed run will train again, so its log reads as one run's."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # the line being written when the process was killed
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(line + "\n")
+    write_text_atomic(path, "".join(kept))
 
 
 def trainer_metrics(task: str, label_names: list):
@@ -84,7 +103,9 @@ def training_arguments(config: TrainConfig, run: RunFolder, steps_per_epoch: int
         greater_is_better=True,
         logging_steps=min(config.logging_steps, max(1, steps_per_epoch)),
         seed=config.seed,
-        bf16=use_bf16(config.precision),
+        bf16=resolve_precision(config.precision) == "bf16",
+        # Without it transformers refuses bf16 on a CPU ("doesn't support bf16/gpu"), bf16 units or not.
+        use_cpu=not torch.cuda.is_available(),
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         remove_unused_columns=False,
         label_names=["labels"],
@@ -123,12 +144,16 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         eval_dataset=dev_set,
         data_collator=Collator(tokenizer.pad_token_id, tokenizer.padding_side),
         compute_metrics=trainer_metrics(config.task, data.labels.names),
-        callbacks=[JsonlLogCallback(run.path / TRAINING_LOG)],
+        callbacks=[JsonlLogCallback(run.path / TRAINING_LOG), ManifestCallback()],
     )
-    checkpoint = get_last_checkpoint(str(run.path / CHECKPOINTS)) if resume else None
+    checkpoint = newest_intact(run.path / CHECKPOINTS) if resume else None
     if resume and checkpoint is None:
-        logger.warning("no checkpoint in %s to resume from; training from the start", run.path / CHECKPOINTS)
-    trainer.train(resume_from_checkpoint=checkpoint)
+        logger.warning(
+            "no intact checkpoint in %s to resume from; training from the start", run.path / CHECKPOINTS
+        )
+    if resume:
+        forget_log_after(run.path / TRAINING_LOG, step_of(checkpoint))
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     model.eval()
     run.save_weights(model)
 
