@@ -354,7 +354,7 @@ def make_server(app: FastAPI) -> uvicorn.Server:
     """uvicorn, quiet (lsllm prints its own start line), waiting for in-flight requests on shutdown, with
     the app's limits on connections: `max_connections` (uvicorn answers a request beyond it with a plain
     503), a deadline for each request's head (here) and body (BodyLimit), 5 s for an idle keep-alive
-    connection, and h11's 16 KiB limit on a request's headers (a 400 beyond it)."""
+    connection, and h11's 400 for a request head still incomplete after 16 KiB."""
     options: ServeOptions = getattr(app.state, "options", None) or ServeOptions()
     protocol = type("TimedH11Protocol", (TimedH11Protocol,), {"head_timeout_s": options.request_timeout_s})
     config = uvicorn.Config(
