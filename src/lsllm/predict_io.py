@@ -3,34 +3,49 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from lsllm.atomic import write_text_atomic
-from lsllm.data.readers import read_records
+from lsllm.data.readers import check_words, read_records
 from lsllm.data.task import TaskData
+from lsllm.data.words import word_spans
 from lsllm.errors import LsllmError
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
-def read_prediction_inputs(data: TaskData, path: str) -> list:
-    """Texts (or text pairs) for a sequence run; raw texts or word lists for a token run."""
+def read_prediction_inputs(data: TaskData, path: str | os.PathLike) -> list:
+    """Texts (or text pairs) for a sequence run; raw texts or word lists for a token run. Every input
+    has a word to tag: an empty one is reported with its row here, not later without the file's name."""
     if data.config.task == "sequence":
         examples = data.read(path, require_labels=False)
         return [(e.text, e.text_pair) if e.text_pair is not None else e.text for e in examples]
-    if not path.endswith(TABLE_SUFFIXES):
+    if Path(path).suffix.lower() not in TABLE_SUFFIXES:
         return [e.tokens for e in data.read(path, require_labels=False)]
     tokens_field, text_field = data.config.tokens_field, data.config.text_field[0]
     inputs = []
     for number, row in enumerate(read_records(path), start=1):
+        where = f"row {number} of {path}"
         if isinstance(row.get(tokens_field), list):
-            inputs.append(row[tokens_field])
+            words = row[tokens_field]
+            if not words or not all(isinstance(word, str) for word in words):
+                raise LsllmError(
+                    f"{where} needs a non-empty list of strings in '{tokens_field}' "
+                    f"(found {words!r:.60}); fix that row"
+                )
+            check_words(words, tokens_field, where)
+            inputs.append(words)
         elif isinstance(row.get(text_field), str):
+            if not word_spans(row[text_field]):
+                raise LsllmError(
+                    f"{where} has no words in '{text_field}' (found {row[text_field]!r:.60}); "
+                    "give it text or remove the row"
+                )
             inputs.append(row[text_field])
         else:
             raise LsllmError(
-                f"row {number} of {path} has neither '{tokens_field}' (a list of words) "
-                f"nor '{text_field}' (a text); "
+                f"{where} has neither '{tokens_field}' (a list of words) nor '{text_field}' (a text); "
                 "give one of them"
             )
     return inputs

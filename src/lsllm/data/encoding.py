@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain, repeat
 
 from lsllm.data.readers import SequenceExample
 from lsllm.data.windows import best_windows, cut_windows
@@ -13,21 +15,67 @@ IGNORE_INDEX = -100
 logger = logging.getLogger("lsllm")
 
 
+class WindowWords(Sequence):
+    """The `word_tokens` of one window of a long input: None for every word except the run of words the
+    window predicts. Held as that run alone, since a full list per window would take words x windows
+    memory (a 200,000-word text in 16-token windows: billions of entries). Reads, iterates and compares
+    like the list it stands for."""
+
+    def __init__(self, length: int, first: int, tokens: list[int | None]) -> None:
+        self._length, self._first, self._tokens = length, first, tokens
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(self)[index]
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError("word index out of range")
+        inside = index - self._first
+        return self._tokens[inside] if 0 <= inside < len(self._tokens) else None
+
+    def __iter__(self) -> Iterator[int | None]:
+        after = self._length - self._first - len(self._tokens)
+        return chain(repeat(None, self._first), self._tokens, repeat(None, after))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, WindowWords)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a list, so unhashable like one
+
+    def __repr__(self) -> str:
+        return f"WindowWords({self._length} words, {self._first}..: {self._tokens!r})"
+
+    def owned(self) -> Iterator[tuple[int, int]]:
+        return ((self._first + i, t) for i, t in enumerate(self._tokens) if t is not None)
+
+
 @dataclass
 class WordAlignment:
     """Token ids for one text, and for each word the index of the token that speaks for it."""
 
     input_ids: list[int]
-    word_tokens: list[int | None]
+    word_tokens: list[int | None] | WindowWords
     truncated: bool
+
+    def owned_words(self) -> Iterator[tuple[int, int]]:
+        """(word, token) for each word that has a token here, in word order; for a window of a long
+        input this takes time for the window's own words only."""
+        if isinstance(self.word_tokens, WindowWords):
+            return self.word_tokens.owned()
+        return ((word, token) for word, token in enumerate(self.word_tokens) if token is not None)
 
     @property
     def first_token_words(self) -> dict[int, int]:
         """Token index -> the word it carries the label for (a token speaks for one word at most)."""
         owners: dict[int, int] = {}
-        for word, token in enumerate(self.word_tokens):
-            if token is not None:
-                owners.setdefault(token, word)
+        for word, token in self.owned_words():
+            owners.setdefault(token, word)
         return owners
 
 
@@ -113,11 +161,21 @@ class Encoder:
         size = max(1, self.max_length - len(prefix) - len(suffix))
         ranges = cut_windows([t for t in starts if t is not None], len(ids), size)
         owners = best_windows(starts, ranges, len(ids), causal)
+        if len(ranges) == 1:
+            tokens = [None if t is None else t + len(prefix) for t in starts]
+            return [WordAlignment(prefix + ids + suffix, tokens, truncated=False)]
+        owned: list[list[int]] = [[] for _ in ranges]  # the words each window predicts, in order
+        for word, owner in enumerate(owners):
+            if owner is not None:
+                owned[owner].append(word)
         windows = []
-        for window, (start, end) in enumerate(ranges):
-            shift = len(prefix) - start
-            tokens = [t + shift if owner == window else None for t, owner in zip(starts, owners, strict=True)]
-            windows.append(WordAlignment(prefix + ids[start:end] + suffix, tokens, truncated=False))
+        for (start, end), words in zip(ranges, owned, strict=True):
+            first = words[0] if words else 0
+            tokens: list[int | None] = [None] * (words[-1] + 1 - first if words else 0)
+            for word in words:
+                tokens[word - first] = starts[word] + len(prefix) - start  # type: ignore[operator]
+            word_tokens = WindowWords(len(starts), first, tokens)
+            windows.append(WordAlignment(prefix + ids[start:end] + suffix, word_tokens, truncated=False))
         return windows
 
     @cached_property

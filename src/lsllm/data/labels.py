@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lsllm.data.readers import shown
 from lsllm.errors import LsllmError
 
 _INTEGER = re.compile(r"-?\d+")
@@ -26,7 +27,7 @@ class LabelMap:
         self._ids = {}
         for position, name in enumerate(self.names):
             if str(name) in self._ids:
-                raise LsllmError(f"label {name!r} is listed twice; give each label once with --labels")
+                raise LsllmError(f"label {name!r:.60} is listed twice; give each label once with --labels")
             self._ids[str(name)] = position
 
     @classmethod
@@ -63,7 +64,7 @@ class LabelMap:
         except KeyError:
             where = f" in {source}" if source else ""
             raise LsllmError(
-                f"label {value!r}{where} is not among the training labels ({self._shown_names()}); "
+                f"label {value!r:.60}{where} is not among the training labels ({self._shown_names()}); "
                 "fix the data or list all labels with --labels"
             ) from None
 
@@ -74,8 +75,8 @@ class LabelMap:
         return len(self.names)
 
     def _shown_names(self) -> str:
-        shown = ", ".join(map(str, self.names[:_SHOWN_NAMES]))
-        return shown if len(self.names) <= _SHOWN_NAMES else f"{shown}, ... {len(self.names)} in all"
+        names = ", ".join(map(shown, self.names[:_SHOWN_NAMES]))
+        return names if len(self.names) <= _SHOWN_NAMES else f"{names}, ... {len(self.names)} in all"
 
 
 def _sort_key(values: list[str | int]) -> Callable[[Any], Any]:

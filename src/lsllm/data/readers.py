@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lsllm.errors import LsllmError
+from lsllm.errors import LsllmError, first_line
 
 TABLE_SUFFIXES = (".csv", ".json", ".jsonl", ".parquet", ".tsv")
 RECORD_TOKEN_SUFFIXES = (".json", ".jsonl", ".parquet")
 _TAG = re.compile(r"([BIESLU])-(\S+)")
 _BIO_PREFIX = {"B": "B", "I": "I", "S": "B", "U": "B", "E": "I", "L": "I"}
 _TAG_FORMS = "tags must be O or B-/I-/E-/S-/L-/U- plus an entity type (e.g. B-PER)"
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_COLUMN_GAP = re.compile(r"[ \t]+")  # CoNLL columns: a word may hold other spaces (U+00A0 in "10 000")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \uD800-\uDFFF: only valid as a pair
+_SHOWN_COLUMNS = 20
 
 
 @dataclass
@@ -120,7 +126,7 @@ def normalize_tags(tags: Iterable[str], *, where: str = "") -> list[str]:
         match = _TAG.fullmatch(tag) if isinstance(tag, str) else None
         if match is None:
             location = f" in {where}" if where else ""
-            raise LsllmError(f"invalid tag {tag!r}{location}; {_TAG_FORMS}")
+            raise LsllmError(f"invalid tag {tag!r:.60}{location}; {_TAG_FORMS}")
         written, entity_type = match.groups()
         prefix = _BIO_PREFIX[written]
         if prefix == "I" and open_type != entity_type:
@@ -153,8 +159,19 @@ def _read_text(path: str | os.PathLike) -> str:
 
 
 def _lines(text: str) -> list[str]:
-    """Split on LF only (dropping CR), so characters like U+2028 inside JSON strings stay intact."""
-    return [line.removesuffix("\r") for line in text.split("\n")]
+    """Split on CRLF, LF or a lone CR (old Mac files) only, so characters like U+2028 inside JSON strings
+    stay intact (JSON allows no raw CR or LF inside a string)."""
+    return _LINE_BREAK.split(text)
+
+
+@contextlib.contextmanager
+def _any_field_size() -> Iterator[None]:
+    """Lift the csv module's 128 KiB field limit while reading: a long document is a valid field."""
+    previous = csv.field_size_limit(sys.maxsize)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 def _read_csv(path: str | os.PathLike) -> list[dict]:
@@ -170,7 +187,8 @@ def _read_tsv(path: str | os.PathLike) -> list[dict]:
 def _read_delimited(path: str | os.PathLike, reader: Any) -> list[dict]:
     """Turn csv rows under a header row into dicts, rejecting rows whose field count is off."""
     try:
-        rows = [(reader.line_num, row) for row in reader if row]
+        with _any_field_size():
+            rows = [(reader.line_num, row) for row in reader if row]
     except csv.Error as exc:
         raise LsllmError(
             f"cannot parse {path} near line {reader.line_num} ({exc}); "
@@ -201,16 +219,19 @@ def _read_json(path: str | os.PathLike) -> list[dict]:
     if not text.lstrip().startswith("["):
         return _parse_jsonl(text, path)
     try:
-        items = json.loads(text)
+        items = _load_json(text, str(path))
     except json.JSONDecodeError as exc:
         raise LsllmError(
             f"{path} is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg}); fix the file there"
         ) from exc
+    check_surrogates = _SURROGATE_ESCAPE.search(text) is not None
     for number, item in enumerate(items, start=1):
         if not isinstance(item, dict):
             raise LsllmError(
                 f"item {number} of {path} is not a JSON object; make every item an object of named fields"
             )
+        if check_surrogates and _has_surrogate(item):
+            raise LsllmError(f"item {number} of {path} {_SURROGATE_FIX}")
     return items
 
 
@@ -225,7 +246,7 @@ def _parse_jsonl(text: str, path: str | os.PathLike) -> list[dict]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = _load_json(line, f"{path} line {number}")
         except json.JSONDecodeError as exc:
             raise LsllmError(
                 f"{path} line {number} is not valid JSON ({exc.msg}); "
@@ -235,8 +256,43 @@ def _parse_jsonl(text: str, path: str | os.PathLike) -> list[dict]:
             raise LsllmError(
                 f"{path} line {number} is not a JSON object; make each line an object of named fields"
             )
+        if _SURROGATE_ESCAPE.search(line) and _has_surrogate(record):
+            raise LsllmError(f"{path} line {number} {_SURROGATE_FIX}")
         records.append(record)
     return records
+
+
+_SURROGATE_FIX = (
+    "has a \\u escape for half of a UTF-16 surrogate pair, which is not a character; "
+    "write the character itself or its complete pair of escapes"
+)
+
+
+def _load_json(text: str, where: str) -> Any:
+    """json.loads, with the two limits of Python's parser (not JSON syntax errors) as LsllmErrors."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise LsllmError(f"{where} nests lists or objects too deeply to read; flatten that data") from None
+    except ValueError as exc:  # Python refuses to convert an integer of more than 4300 digits
+        digits = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
+        raise LsllmError(
+            f"{where} holds a whole number of more than {digits} digits, too long to read; "
+            "write it as a string"
+        ) from exc
+
+
+def _has_surrogate(value: Any) -> bool:
+    """Whether a parsed JSON value holds a lone surrogate (from an escape like \\ud800) anywhere."""
+    if isinstance(value, str):
+        return any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(key) or _has_surrogate(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(item) for item in value)
+    return False
 
 
 def _read_parquet(path: str | os.PathLike) -> list[dict]:
@@ -245,9 +301,44 @@ def _read_parquet(path: str | os.PathLike) -> list[dict]:
 
     _check_file(path)
     try:
-        return pq.read_table(path).to_pylist()
+        table = pq.read_table(path)
+        return table.to_pylist()
+    except UnicodeDecodeError:
+        row, column = _bad_utf8(table)
+        raise LsllmError(
+            f"row {row} of {path} has text that is not UTF-8 in column '{shown(column)}'; "
+            "re-write the file with UTF-8 strings"
+        ) from None
     except (pa.ArrowException, OSError) as exc:
-        raise LsllmError(f"cannot read {path} as Parquet ({exc}); check that it is a Parquet file") from exc
+        raise LsllmError(
+            f"cannot read {path} as Parquet ({first_line(exc)}); check that it is a Parquet file"
+        ) from exc
+
+
+def _bad_utf8(table: Any) -> tuple[int, str]:
+    """The first row (1-based) and column of a Parquet table whose strings do not decode."""
+    for name in table.column_names:
+        column = table.column(name)
+        try:
+            column.to_pylist()
+        except UnicodeDecodeError:
+            low, high = 0, len(column)  # the bad row is in [low, high)
+            while high - low > 1:
+                middle = (low + high) // 2
+                try:
+                    column.slice(low, middle - low).to_pylist()
+                    low = middle
+                except UnicodeDecodeError:
+                    high = middle
+            return low + 1, name
+    return 1, table.column_names[0] if table.column_names else "?"
+
+
+def shown(name: Any, limit: int = 60) -> str:
+    """A column name or label as it reads in a one-line message: plain if printable, else its repr."""
+    text = str(name)
+    text = text if text.isprintable() else repr(text)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _columns(records: list[dict]) -> list[str]:
@@ -257,9 +348,11 @@ def _columns(records: list[dict]) -> list[str]:
 
 def _require_column(field: str, columns: list[str], path: str | os.PathLike, flag: str) -> None:
     if field not in columns:
+        names = ", ".join(map(shown, columns[:_SHOWN_COLUMNS]))
+        if len(columns) > _SHOWN_COLUMNS:
+            names += f", ... {len(columns)} in all"
         raise LsllmError(
-            f"column '{field}' not found in {path} (columns: {', '.join(map(str, columns))}); "
-            f"choose one with {flag}"
+            f"column '{shown(field)}' not found in {path} (columns: {names}); choose one with {flag}"
         )
 
 
@@ -284,7 +377,7 @@ def _label_value(value: Any, row: int, path: str | os.PathLike) -> str | int | N
     if value is None or isinstance(value, int):
         return value
     raise LsllmError(
-        f"row {row} of {path} has label {value!r}, which is not a class name or integer; "
+        f"row {row} of {path} has label {value!r:.60}, which is not a class name or integer; "
         "use one string or integer label per row"
     )
 
@@ -301,6 +394,7 @@ def _token_examples_from_records(
     for row, record in enumerate(records, start=1):
         where = f"row {row} of {path}"
         tokens = _word_list(record.get(tokens_field), tokens_field, where)
+        check_words(tokens, tokens_field, where)
         tags = record.get(tags_field)
         if tags is None and not require_labels:
             examples.append(TokenExample(tokens))
@@ -314,6 +408,17 @@ def _token_examples_from_records(
     return examples
 
 
+def check_words(words: list[str], field: str, where: str) -> None:
+    """A word must show something: an empty or all-whitespace one gets no token of its own, so its tag
+    could be neither learned nor predicted."""
+    for position, word in enumerate(words, start=1):
+        if not word.strip():
+            raise LsllmError(
+                f"{where} has a blank word ({word!r:.20}) at position {position} of '{field}'; "
+                "remove it or give it text"
+            )
+
+
 def _word_list(value: Any, field: str, where: str) -> list[str]:
     if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
         raise LsllmError(
@@ -324,7 +429,7 @@ def _word_list(value: Any, field: str, where: str) -> list[str]:
 
 def _token_examples_from_conll(path: str | os.PathLike, require_labels: bool) -> list[TokenExample]:
     """Read one token per line (word first, tag last), blank lines between sentences."""
-    lines = [(number, line.split()) for number, line in enumerate(_lines(_read_text(path)), start=1)]
+    lines = [(number, _conll_columns(line)) for number, line in enumerate(_lines(_read_text(path)), start=1)]
     labelled = require_labels or all(len(columns) > 1 for _, columns in lines if columns)
     sentences: list[list[tuple[int, list[str]]]] = [[]]
     for number, columns in lines:
@@ -333,7 +438,7 @@ def _token_examples_from_conll(path: str | os.PathLike, require_labels: bool) ->
             continue
         if labelled and len(columns) < 2:
             raise LsllmError(
-                f"{path} line {number} has only one column ('{columns[0]}') but tags are required; "
+                f"{path} line {number} has only one column ({columns[0]!r:.60}) but tags are required; "
                 "put the tag in the last column after a tab or space"
             )
         sentences[-1].append((number, columns))
@@ -343,6 +448,13 @@ def _token_examples_from_conll(path: str | os.PathLike, require_labels: bool) ->
             f"{path} contains no sentences; put one token per line and a blank line between sentences"
         )
     return examples
+
+
+def _conll_columns(line: str) -> list[str]:
+    """A CoNLL line's columns: split at spaces and tabs only, so a word keeps any other space inside it
+    ("10 000" with U+00A0); whitespace of any kind around the line is dropped ([] for a blank line)."""
+    line = line.strip()
+    return _COLUMN_GAP.split(line) if line else []
 
 
 def _conll_sentence(

@@ -16,13 +16,22 @@ def cut_windows(word_starts: list[int], n_tokens: int, size: int) -> list[tuple[
     cuts = sorted({*word_starts, n_tokens} - {0})
     windows, start = [], 0
     while True:
-        fitting = bisect_right(cuts, start + size) - 1
-        end = cuts[fitting] if fitting >= 0 and cuts[fitting] > start else start + size
+        end = _window_end(cuts, start, size)
         windows.append((start, end))
         if end >= n_tokens:
             return windows
-        first = bisect_left(cuts, max(start + 1, end - size // OVERLAP))
-        start = min(cuts[first], end) if first < len(cuts) else end
+        # The next window starts at the first word within the overlap whose window reaches past this
+        # one's end; one that ends here too would lie inside this window and add nothing but work.
+        index = bisect_left(cuts, max(start + 1, end - size // OVERLAP))
+        while cuts[index] < end and _window_end(cuts, cuts[index], size) <= end:
+            index += 1
+        start = min(cuts[index], end)
+
+
+def _window_end(cuts: list[int], start: int, size: int) -> int:
+    """Where a window from `start` ends: at the last cut it can hold, or after `size` tokens if none."""
+    fitting = bisect_right(cuts, start + size) - 1
+    return cuts[fitting] if fitting >= 0 and cuts[fitting] > start else start + size
 
 
 def best_windows(
