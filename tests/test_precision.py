@@ -132,8 +132,9 @@ def bf16_run(tiny_model, tmp_path_factory):
 def test_a_bf16_cpu_trains_with_precision_auto_and_reloads(bf16_run):
     result, files = bf16_run
     assert set(result.metrics) >= {"dev", "test"}
-    reloaded = lsllm.load(result.run_dir, precision="fp32")
-    assert reloaded.evaluate(str(files["test"]))["accuracy"] == result.metrics["test"]["accuracy"]
+    reloaded = lsllm.load(result.run_dir, precision="bf16")
+    assert backbone_dtype(reloaded) == torch.bfloat16
+    assert reloaded.evaluate(str(files["test"])) == result.metrics["test"]
 
 
 def backbone_dtype(classifier) -> torch.dtype:

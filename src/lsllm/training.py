@@ -130,6 +130,12 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     dev_set = data.encode(dev_examples, config.dev)
 
     core = build_model(config, len(data.labels))
+    if resolve_precision(config.precision) == "bf16":
+        # The frozen backbone is stored in bf16 (LoRA and the head stay fp32, under autocast): autocast
+        # alone would cast every frozen weight again at every call. Training steps on SmolLM2 on an
+        # AVX-512 BF16 CPU: 1.98x fp32's speed on SST-2 and 2.45x on CoNLL-2003, against 1.50x and
+        # 1.72x for autocast over fp32 weights (bench/results/precision).
+        core.backbone.to(torch.bfloat16)
     if config.gradient_checkpointing:  # non-reentrant: works with a frozen embedding under LoRA
         enable = getattr(core.backbone, "activation_checkpointing_enable", None)  # its name from 5.x on
         (enable or core.backbone.gradient_checkpointing_enable)({"use_reentrant": False})
@@ -154,14 +160,17 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     if resume:
         forget_log_after(run.path / TRAINING_LOG, step_of(checkpoint))
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    model.eval()
     run.save_weights(model)
+    best_checkpoint = trainer.state.best_model_checkpoint
+    del trainer, model
 
-    classifier = Classifier(model, tokenizer, data)
+    # Scored as `lsllm eval` scores the saved run, in the same number format, so the two always agree.
+    classifier = Classifier.load(run.path, precision=config.precision)
+    classifier.data = data  # the same options and tokenizer; its encoder has reported dev's long inputs
     metrics = {"dev": classifier.evaluate_examples(dev_examples, config.dev)}
     if config.test:
         metrics["test"] = classifier.evaluate(config.test)
-    metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
+    metrics["best_checkpoint"] = best_checkpoint
     write_json_atomic(run.path / METRICS, metrics)
     print(format_metrics({k: v for k, v in metrics.items() if k in ("dev", "test")}))
     return TrainResult(run.path, metrics)
