@@ -793,7 +793,15 @@ def versions() -> dict:
     import tokenizers
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    # Code under test that differs from that commit (the run is then of the working tree, not the commit).
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--", "src", "bench/fuzz_readers.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout
     return {
+        "uncommitted": [line[3:] for line in changed.splitlines()],
         "python": platform.python_version(),
         "lsllm": metadata.version("lsllm"),
         "pyarrow": pyarrow.__version__,
@@ -846,7 +854,8 @@ HISTORY = [
     "- A `\\ud800`-style escape (half a surrogate pair) in JSON was read into the text, then crashed the",
     "  tokenizer with a `TypeError` (or writing labels.json). Now rejected with the file and line.",
     "- Parquet: pyarrow's error text ends in a newline (a two-line message); a string column with invalid",
-    "  UTF-8 raised `UnicodeDecodeError`. Now the first line of pyarrow's error, and the row and column.",
+    "  UTF-8 raised `UnicodeDecodeError`, and so (found by the first full run, case 18004) did a column",
+    "  name with invalid UTF-8. Now the first line of pyarrow's error, or the row and column.",
     "- Column names and training labels with a newline (a quoted CSV header, a JSON key) broke messages",
     "  over lines; 500 columns or a 100 kB tag or label were printed whole. Now shown as repr, cut short.",
     "- Token rows with an empty or all-space word were accepted: the word gets no token, so its tag was",

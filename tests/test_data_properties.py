@@ -591,15 +591,30 @@ def test_corrupt_parquet_gives_a_one_line_error(tmp_path):
     one_line(caught.value)
 
 
-def test_parquet_string_that_is_not_utf8_names_row_and_column(tmp_path):
-    """Was a UnicodeDecodeError from pyarrow's to_pylist."""
+def parquet_not_utf8_value(path: Path) -> None:
     offsets = pa.py_buffer(np.array([0, 2, 4, 6], dtype=np.int32).tobytes())
     text = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(b"okok\xff\xfe")])
-    path = tmp_path / "u.parquet"
     pq.write_table(pa.table({"label": [1, 2, 3], "text": text}), path)
-    with pytest.raises(
-        LsllmError, match=r"^row 3 of .*u\.parquet has text that is not UTF-8 in column 'text'; re-write"
-    ):
+
+
+def parquet_not_utf8_name(path: Path) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"label": [1], "t\u00e9xt": ["a"]}), buffer, store_schema=False)
+    path.write_bytes(buffer.getvalue().replace("\u00e9".encode(), b"\xc3\x28"))  # é -> invalid UTF-8
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (parquet_not_utf8_value, r"^row 3 of .*u\.parquet has text that is not UTF-8 in column 'text'; re"),
+        (parquet_not_utf8_name, r"^the name of column 2 of .*u\.parquet is not UTF-8; re-write the file"),
+    ],
+)
+def test_parquet_text_that_is_not_utf8_is_located(tmp_path, make, message):
+    """Was a UnicodeDecodeError from pyarrow (a string value; a column name, found by the 24k-case run)."""
+    path = tmp_path / "u.parquet"
+    make(path)
+    with pytest.raises(LsllmError, match=message):
         read_records(path)
 
 

@@ -302,23 +302,25 @@ def _read_parquet(path: str | os.PathLike) -> list[dict]:
     _check_file(path)
     try:
         table = pq.read_table(path)
-        return table.to_pylist()
-    except UnicodeDecodeError:
-        row, column = _bad_utf8(table)
-        raise LsllmError(
-            f"row {row} of {path} has text that is not UTF-8 in column '{shown(column)}'; "
-            "re-write the file with UTF-8 strings"
-        ) from None
-    except (pa.ArrowException, OSError) as exc:
+        try:
+            return table.to_pylist()
+        except UnicodeDecodeError:
+            problem = _not_utf8(table, path)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         raise LsllmError(
             f"cannot read {path} as Parquet ({first_line(exc)}); check that it is a Parquet file"
         ) from exc
+    raise LsllmError(f"{problem}; re-write the file with UTF-8 strings")
 
 
-def _bad_utf8(table: Any) -> tuple[int, str]:
-    """The first row (1-based) and column of a Parquet table whose strings do not decode."""
-    for name in table.column_names:
-        column = table.column(name)
+def _not_utf8(table: Any, path: str | os.PathLike) -> str:
+    """Where a Parquet table holds bytes that are not UTF-8: a column's name, or a row of a column."""
+    for index in range(table.num_columns):
+        try:
+            name = table.field(index).name
+        except UnicodeDecodeError:
+            return f"the name of column {index + 1} of {path} is not UTF-8"
+        column = table.column(index)
         try:
             column.to_pylist()
         except UnicodeDecodeError:
@@ -330,8 +332,8 @@ def _bad_utf8(table: Any) -> tuple[int, str]:
                     low = middle
                 except UnicodeDecodeError:
                     high = middle
-            return low + 1, name
-    return 1, table.column_names[0] if table.column_names else "?"
+            return f"row {low + 1} of {path} has text that is not UTF-8 in column '{shown(name)}'"
+    return f"{path} holds text that is not UTF-8"
 
 
 def shown(name: Any, limit: int = 60) -> str:
