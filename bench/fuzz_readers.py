@@ -866,8 +866,9 @@ HISTORY = [
     "- A long token input in many windows: each window held a list with an entry for every word of the",
     "  input (words x windows memory: a 200,000-word text in 16-token windows ran out of 20 GB). Windows",
     "  now hold only their own words (`WindowWords`), and `WordAlignment.owned_words()` visits them alone.",
-    "- Property tests: CoNLL columns were split at any Unicode space, so `10\u00a0000 O` lost `000`; a file",
-    "  with CR-only line endings was one line; a window could lie inside the one before it (wasted work);",
+    "- Property tests: CoNLL columns were split at any Unicode space, so `10\\u00a0000 O` (a no-break",
+    "  space) lost `000`; a file with CR-only line endings was one line; a window could lie inside the one",
+    "  before it (wasted work);",
     "  a CSV/TSV field over 131,072 characters (a long document) was refused as an unbalanced quote.",
 ]
 
