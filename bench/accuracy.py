@@ -16,16 +16,23 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
-import resource
-import shlex
 import shutil
-import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
-from bench.common import ROOT, Settings, read_jsonl, run_child, task_labels
+from bench.common import (
+    DATA,
+    RESULTS,
+    SCRATCH,
+    Settings,
+    argument_parser,
+    command_line,
+    environment,
+    peak_rss_mb,
+    read_jsonl,
+    run_child,
+    task_labels,
+)
 from bench.datasets import SPLITS, TASKS, prepare
 from bench.systems import SYSTEMS
 from lsllm.atomic import write_json_atomic
@@ -36,14 +43,8 @@ ABLATIONS = ("ls-unllama-max",)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.accuracy",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument(
-        "--data", type=Path, default=ROOT.parent / "shared" / "datasets", help="dataset folder"
-    )
+    parser = argument_parser("bench.accuracy", __doc__)
+    parser.add_argument("--data", type=Path, default=DATA, help="dataset folder")
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(RUN_ORDER), help="tasks")
     parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS), help="systems")
     parser.add_argument(
@@ -53,60 +54,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[0],
         help="seeds for subsampling, initialisation, data order; every (task, system) runs once per seed",
     )
-    parser.add_argument(
-        "--results", type=Path, default=ROOT / "bench" / "results" / "accuracy", help="where runs are saved"
-    )
-    parser.add_argument(
-        "--work", type=Path, default=Path.home() / ".cache" / "lsllm" / "bench", help="scratch space"
-    )
+    parser.add_argument("--results", type=Path, default=RESULTS / "accuracy", help="where runs are saved")
+    parser.add_argument("--work", type=Path, default=SCRATCH, help="scratch space")
     parser.add_argument(
         "--scale", type=float, default=1.0, help="shrink every split (smoke tests), e.g. 0.02"
     )
     parser.add_argument("--force", action="store_true", help="rerun runs that already have results")
     parser.add_argument("--one", nargs=3, metavar=("TASK", "SYSTEM", "SEED"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
-
-
-# The CPU features that decide how fast each number format runs.
-VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
-
-
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor()
-
-
-def environment() -> dict:
-    """Versions and hardware, recorded with every run so a table can be traced back to what made it."""
-    import peft
-    import torch
-    import transformers
-
-    from lsllm.precision import cpu_flags, cpu_has_bf16_units, resolve_precision
-
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    return {
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "peft": peft.__version__,
-            "lsllm": metadata.version("lsllm"),
-            "commit": commit.strip(),
-        },
-        "hardware": {
-            "cpu": _cpu_name(),
-            # Machines of one kind differ: bf16 runs natively on some CPUs and is emulated on others.
-            "cpu_features": sorted(cpu_flags() & set(VECTOR_FLAGS)),
-            "bf16_units": cpu_has_bf16_units(),
-            "precision_auto": resolve_precision("auto"),
-            "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        },
-    }
 
 
 def run_name(task: str, system: str, seed: int) -> str:
@@ -156,7 +111,7 @@ def run_one(args: argparse.Namespace, task_name: str, system_name: str, seed: in
         ),
         "eval_seconds": result["eval_seconds"],
         "eval_examples_per_second": evaluation_examples / result["eval_seconds"],
-        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_memory_mb": peak_rss_mb(),
         "history": result["history"],
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
     }
@@ -187,7 +142,7 @@ def jobs(args: argparse.Namespace) -> list[tuple[str, str, int]]:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    command = shlex.join(["python", "-m", "bench.accuracy", *argv])
+    command = command_line("bench.accuracy", argv)
     if args.one:
         task, system, seed = args.one
         run_one(args, task, system, int(seed), command=os.environ.get("BENCH_COMMAND", command))

@@ -1,13 +1,27 @@
-"""What every system in the accuracy benchmark shares: the settings, the data reading and the labels."""
+"""What the benchmark scripts share: settings, data reading, child processes, command lines, the
+environment record, and the helpers their reports are written with (markdown tables, percentages,
+percentiles, PNG files).
+
+Kept light: the scripts start many child processes, so torch, transformers and matplotlib are imported
+inside the functions that need them, never here.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import os
+import platform
+import resource
+import shlex
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +29,21 @@ from bench.datasets import Task
 
 SMOLLM2 = "smollm2-135m"
 ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "datasets"  # --data: the datasets every benchmark reads
+RESULTS = ROOT / "bench" / "results"  # the committed results, a folder per benchmark
+SCRATCH = Path.home() / ".cache" / "lsllm" / "bench"  # --work: scratch space
+# bench.perf's name for lsllm predicting with --precision int8, in its records and its report.
+INT8 = "lsllm-int8"
+TASK_NAMES = {
+    "sst2": "SST-2",
+    "sst5": "SST-5",
+    "twitter_fin": "Twitter Fin",
+    "conll2003": "CoNLL-2003",
+    "wnut17": "WNUT-17",
+}
+DASH = "\u2013"  # en dash, for cells with nothing to show
+# The CPU features that decide how fast each number format runs.
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
 @dataclass(frozen=True)
@@ -48,6 +77,11 @@ def task_labels(task: Task, paths: dict[str, Path]) -> list[str]:
     return ["O", *(f"{prefix}-{name}" for name in types for prefix in ("B", "I"))]
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def timed(work: Callable[[], Any]) -> tuple[Any, float]:
     """Run `work` and return its result with the wall-clock seconds it took."""
     started = time.perf_counter()
@@ -71,3 +105,121 @@ def run_child(
             )
         )
     return child.returncode == 0, seconds
+
+
+# --- command lines ------------------------------------------------------------------------------------
+
+
+def argument_parser(module: str, doc: str) -> argparse.ArgumentParser:
+    """The parser of `python -m MODULE`: the first paragraph of its docstring `doc`, defaults in --help."""
+    return argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=doc.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
+def model_parser(name: str, doc: str) -> argparse.ArgumentParser:
+    """The parser of a benchmark of one real model (bench.NAME): its whole docstring `doc` as the
+    description; --model, --data, --work (bench/work/NAME) and --results (bench/results/NAME)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=SMOLLM2)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / name)
+    parser.add_argument("--results", type=Path, default=RESULTS / name)
+    return parser
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """What was run, as one would type it again: `python -m MODULE` and `argv` (None: this process's)."""
+    return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
+
+
+# --- the environment ----------------------------------------------------------------------------------
+
+
+def git_commit() -> str:
+    """The commit checked out in this repository (empty outside a git checkout)."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    return commit.strip()
+
+
+def _cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor()
+
+
+def environment() -> dict:
+    """Versions and hardware, recorded with every run so a table can be traced back to what made it."""
+    import peft
+    import torch
+    import transformers
+
+    from lsllm.modeling.precision import cpu_flags, cpu_has_bf16_units, resolve_precision
+
+    return {
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+            "lsllm": metadata.version("lsllm"),
+            "commit": git_commit(),
+        },
+        "hardware": {
+            "cpu": _cpu_name(),
+            # Machines of one kind differ: bf16 runs natively on some CPUs and is emulated on others.
+            "cpu_features": sorted(cpu_flags() & set(VECTOR_FLAGS)),
+            "bf16_units": cpu_has_bf16_units(),
+            "precision_auto": resolve_precision("auto"),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },
+    }
+
+
+# --- figures and reports ------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least `fraction` of them at or below it."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def percent(value: float | None, spec: str = ".1f", unit: str = "") -> str:
+    """A fraction in percent, formatted by `spec` and followed by `unit` (0.9123: '91.2', with unit '%'
+    '91.2%'); a dash for None."""
+    return DASH if value is None else f"{100 * value:{spec}}{unit}"
+
+
+def number(value: float | None, digits: int = 1, missing: str = DASH) -> str:
+    """A number with thousands separators and `digits` decimals; `missing` for None."""
+    return missing if value is None else f"{value:,.{digits}f}"
+
+
+def _row(cells: Iterable[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown_table(header: list[str], rows: Iterable[list[str]], right: Collection[int] = ()) -> list[str]:
+    """A markdown table's lines: the header, its rule (the columns numbered in `right` aligned right),
+    then the rows."""
+    rule = ["---:" if column in right else "---" for column in range(len(header))]
+    return [_row(header), _row(rule), *(_row(row) for row in rows)]
+
+
+def save_png(figure: Any, path: Path) -> None:
+    """Render a matplotlib figure to a temporary file beside `path` and rename it, so a reader never
+    sees half a PNG."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        figure.savefig(tmp, format="png", dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

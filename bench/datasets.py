@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lsllm.atomic import write_text_atomic
-from lsllm.data.readers import read_token_examples
+from lsllm.data.examples import read_token_examples
 
 
 @dataclass(frozen=True)

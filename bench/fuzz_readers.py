@@ -9,7 +9,7 @@ JSON lines, .csv, .tsv, .parquet; token data: CoNLL column files, .jsonl/.json/.
 prediction rows that mix word lists with raw texts), mutates it and hands it to every reader:
 read_records, read_sequence_examples (labelled, unlabelled, text pairs), read_token_examples (labelled,
 unlabelled), the path `lsllm train` and `lsllm eval` take (read_examples, the label set, label ids and
-encoding, through TaskData) for both tasks, and lsllm.predict_io.read_prediction_inputs for both tasks
+encoding, through TaskData) for both tasks, and lsllm.data.inputs.read_prediction_inputs for both tasks
 followed by what `Classifier.predict` does before the model (word splitting and windows).
 
 Mutations are byte-level (bit flips, truncation, deleted, duplicated and swapped lines, insertions of
@@ -37,7 +37,6 @@ import os
 import platform
 import random
 import resource
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -50,9 +49,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.common import ROOT, command_line, git_commit, markdown_table
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one core: the machine is shared
 os.environ.setdefault("RAYON_NUM_THREADS", "1")
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "fuzz"
 SLOW_SECONDS = 10.0
 MAX_MESSAGE = 1000  # characters: a message may quote a value, not print a whole field
@@ -472,7 +472,7 @@ def _visible(text: Any) -> bool:
 
 
 def check_sequence_examples(examples: list, labelled: bool, pair: bool) -> None:
-    from lsllm.data.readers import SequenceExample
+    from lsllm.data.examples import SequenceExample
 
     _check(isinstance(examples, list) and len(examples) > 0, "no examples and no error")
     for example in examples:
@@ -489,7 +489,7 @@ def check_sequence_examples(examples: list, labelled: bool, pair: bool) -> None:
 
 
 def check_token_examples(examples: list, labelled: bool) -> None:
-    from lsllm.data.readers import TokenExample
+    from lsllm.data.examples import TokenExample
 
     _check(isinstance(examples, list) and len(examples) > 0, "no examples and no error")
     for example in examples:
@@ -557,7 +557,8 @@ class Harness:
         self.clean_labels["pair"] = self.clean_labels["sequence"]
 
     def targets(self) -> dict[str, Callable[[str], Any]]:
-        from lsllm.data.readers import read_records, read_sequence_examples, read_token_examples
+        from lsllm.data.examples import read_sequence_examples, read_token_examples
+        from lsllm.data.tables import read_records
 
         def sequence(labelled: bool, pair: bool) -> Callable[[str], Any]:
             def run(path: str) -> None:
@@ -621,10 +622,10 @@ class Harness:
     def predict_inputs(self, task: str, path: str) -> None:
         """What `lsllm predict --input FILE` does before the model runs."""
         from lsllm.data.encoding import join_words
-        from lsllm.data.readers import SequenceExample
+        from lsllm.data.examples import SequenceExample
+        from lsllm.data.inputs import read_prediction_inputs
         from lsllm.data.task import TaskData
         from lsllm.data.words import word_spans
-        from lsllm.predict_io import read_prediction_inputs
 
         data = TaskData(self.configs[task], self.clean_labels[task], self.encoder())
         inputs = read_prediction_inputs(data, path)
@@ -792,7 +793,6 @@ def versions() -> dict:
     import regex
     import tokenizers
 
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     # Code under test that differs from that commit (the run is then of the working tree, not the commit).
     changed = subprocess.run(
         ["git", "status", "--porcelain", "--", "src", "bench/fuzz_readers.py"],
@@ -807,15 +807,16 @@ def versions() -> dict:
         "pyarrow": pyarrow.__version__,
         "regex": regex.__version__,
         "tokenizers": tokenizers.__version__,
-        "commit": commit.strip(),
+        "commit": git_commit(),
     }
 
 
 def readme(results: dict) -> str:
+    keys = ("cases", "result", "LsllmError", "findings")
     per_reader: dict[str, Counter] = {}
     for row in results["calls"]:
         counts = per_reader.setdefault(row["reader"], Counter())
-        counts.update({k: row[k] for k in ("cases", "result", "LsllmError", "findings")})
+        counts.update({k: row[k] for k in keys})
     lines = [
         "# Reader fuzzing",
         "",
@@ -823,19 +824,14 @@ def readme(results: dict) -> str:
         f"every reader, in {results['seconds']} s. Written by `bench/fuzz_readers.py`; per-format counts,",
         "versions and any findings are in [results.json](results.json).",
         "",
-        "| reader | cases | result | LsllmError (one line, names the file) | findings |",
-        "| --- | --- | --- | --- | --- |",
     ]
-    for reader, counts in per_reader.items():
-        cells = [reader, *(str(counts[k]) for k in ("cases", "result", "LsllmError", "findings"))]
-        lines.append(f"| {' | '.join(cells)} |")
-    lines += ["", f"Formats: {', '.join(s.name for s in SEEDS)}.", ""]
+    header = ["reader", "cases", "result", "LsllmError (one line, names the file)", "findings"]
+    rows = [[reader, *(str(counts[k]) for k in keys)] for reader, counts in per_reader.items()]
+    lines += [*markdown_table(header, rows), "", f"Formats: {', '.join(s.name for s in SEEDS)}.", ""]
     if results["findings"]:
-        lines += ["| finding | reader | where | count | first case |", "| --- | --- | --- | --- | --- |"]
-        for f in results["findings"]:
-            lines.append(
-                f"| {f['problem']} | {f['reader']} | {f['where']} | {f['count']} | {f['first_case']} |"
-            )
+        header = ["finding", "reader", "where", "count", "first case"]
+        fields = ("problem", "reader", "where", "count", "first_case")
+        lines += markdown_table(header, [[str(f[k]) for k in fields] for f in results["findings"]])
     else:
         lines.append("No findings: every call gave a result or a one-line LsllmError naming the file.")
     if results.get("history"):
@@ -847,7 +843,7 @@ def readme(results: dict) -> str:
 # found; each fix has a regression test there.
 HISTORY = [
     "The first run, before any fix, is in [before-fixes/](before-fixes/README.md) (5,000 cases). It and",
-    "the property tests found, all fixed in `src/lsllm/data/` and `src/lsllm/predict_io.py`:",
+    "the property tests found, all fixed in `src/lsllm/data/` and `src/lsllm/data/inputs.py`:",
     "",
     "- JSON nested thousands deep: `RecursionError`; a 5,000-digit number: `ValueError` (Python's",
     "  int-conversion limit). Both are now one-line errors naming the file and line.",
@@ -909,9 +905,7 @@ def main(argv: list[str] | None = None) -> None:
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     results = fuzz(args.cases, args.seed, log=sys.stderr)
     results = {
-        "command": shlex.join(
-            ["python", "-m", "bench.fuzz_readers", *(argv if argv is not None else sys.argv[1:])]
-        ),
+        "command": command_line("bench.fuzz_readers", argv),
         "started": started,
         **results,
         "versions": versions(),

@@ -19,8 +19,6 @@ import hashlib
 import json
 import os
 import random
-import resource
-import shlex
 import shutil
 import subprocess
 import sys
@@ -29,19 +27,33 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from bench.accuracy import environment
-from bench.common import ROOT, SMOLLM2, Settings, read_jsonl, run_child, task_labels, timed
+from bench.common import (
+    DATA,
+    INT8,
+    RESULTS,
+    ROOT,
+    SCRATCH,
+    SMOLLM2,
+    Settings,
+    argument_parser,
+    command_line,
+    environment,
+    peak_rss_mb,
+    percentile,
+    read_jsonl,
+    run_child,
+    task_labels,
+    timed,
+)
 from bench.datasets import TASKS, Task, prepare
 from bench.flops import Shapes, matmul_peak
-from bench.serve_load import percentile
 from lsllm.atomic import write_json_atomic
 
 TASK_ORDER = ("sst2", "conll2003")
 MODES = ("causal", "bidirectional")
 SYSTEMS = ("lsllm", "baseline")
-# Prediction adds lsllm with --precision int8 (CPU only, so not with --random-config, which is for a
-# GPU): the way past the weight-bandwidth bound of single-text prediction (see bench/README.md).
-INT8 = "lsllm-int8"
+# Prediction adds lsllm with --precision int8 (INT8; CPU only, so not with --random-config, which is for
+# a GPU): the way past the weight-bandwidth bound of single-text prediction (see bench/README.md).
 PARTS = ("train", "predict", "flops")
 EPOCHS = 1
 # lsllm's pooling per mode, as in the accuracy benchmark (LS-LLaMA: last token, LS-unLLaMA: mean); the
@@ -80,14 +92,8 @@ LLAMA_CONFIGS = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.perf",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument(
-        "--data", type=Path, default=ROOT.parent / "shared" / "datasets", help="dataset folder"
-    )
+    parser = argument_parser("bench.perf", __doc__)
+    parser.add_argument("--data", type=Path, default=DATA, help="dataset folder")
     parser.add_argument("--model", default=SMOLLM2, help="built-in name or Llama-style model folder")
     parser.add_argument(
         "--random-config",
@@ -100,12 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64], help="prediction batch sizes")
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="measure only these")
     parser.add_argument("--seed", type=int, default=0, help="seed for subsamples, initialisation, data order")
-    parser.add_argument(
-        "--results", type=Path, default=ROOT / "bench" / "results" / "perf", help="where outputs go"
-    )
-    parser.add_argument(
-        "--work", type=Path, default=Path.home() / ".cache" / "lsllm" / "bench" / "perf", help="scratch space"
-    )
+    parser.add_argument("--results", type=Path, default=RESULTS / "perf", help="where outputs go")
+    parser.add_argument("--work", type=Path, default=SCRATCH / "perf", help="scratch space")
     parser.add_argument(
         "--scale", type=float, default=1.0, help="shrink the example counts (smoke tests), e.g. 0.05"
     )
@@ -163,7 +165,7 @@ def _random_config_values(spec: str) -> dict:
 def model_path(args: argparse.Namespace) -> str:
     """The model folder both systems load: --model, or the random-weight folder of --random-config."""
     if not args.random_config:
-        from lsllm.models import resolve_model
+        from lsllm.modeling.backbone import resolve_model
 
         return resolve_model(args.model)
     values = _random_config_values(args.random_config)
@@ -176,7 +178,7 @@ def build_random_model(args: argparse.Namespace, folder: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from lsllm.models import load_tokenizer, resolve_model
+    from lsllm.modeling.backbone import load_tokenizer, resolve_model
 
     if (folder / "config.json").exists():
         return
@@ -207,7 +209,7 @@ def shapes_of(path: str) -> Shapes:
 
 def precision() -> str:
     """What lsllm's precision 'auto' picks here, and what the baseline is given to match it."""
-    from lsllm.precision import resolve_precision
+    from lsllm.modeling.precision import resolve_precision
 
     return resolve_precision("auto")
 
@@ -224,7 +226,7 @@ def baseline_model(kind: str, labels: list[str], path: str, mode: str):
         AutoTokenizer,
     )
 
-    from lsllm.attention import check_attention
+    from lsllm.modeling.attention import check_attention
 
     notes = []
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -251,10 +253,10 @@ def baseline_model(kind: str, labels: list[str], path: str, mode: str):
 def train_lsllm(task: Task, mode: str, paths, labels, path: str, settings: Settings, work: Path) -> dict:
     from bench.recipe import lsllm_config
     from lsllm import train
+    from lsllm.artifacts import TRAINING_LOG
     from lsllm.data.encoding import Encoder
     from lsllm.data.task import TaskData, label_map_for
-    from lsllm.models import load_tokenizer
-    from lsllm.run import TRAINING_LOG
+    from lsllm.modeling.backbone import load_tokenizer
 
     config = lsllm_config(path, task, paths, labels, settings, work / "run", mode, POOLING[mode])
     train(config)
@@ -361,11 +363,12 @@ def make_run(args: argparse.Namespace, name: str) -> None:
     """An lsllm run folder as training leaves it, with a random head and LoRA (speed ignores weights)."""
     import torch
 
+    from lsllm.artifacts import RunFolder
     from lsllm.config import TrainConfig
     from lsllm.data.labels import LabelMap
-    from lsllm.modeling import add_lora, build_model
-    from lsllm.models import load_tokenizer
-    from lsllm.run import RunFolder
+    from lsllm.modeling.backbone import load_tokenizer
+    from lsllm.modeling.lora import add_lora
+    from lsllm.modeling.model import build_model
 
     task = perf_task(args, name)
     labels = LabelMap.from_names(task_labels(task, task_paths(args, task)))
@@ -426,7 +429,7 @@ def measure_prediction(args: argparse.Namespace, name: str, system: str) -> dict
     if system in ("lsllm", INT8):
         from lsllm import load
         from lsllm.data.encoding import join_words
-        from lsllm.data.readers import SequenceExample
+        from lsllm.data.examples import SequenceExample
 
         classifier = load(predict_run(args, name), precision="int8" if system == INT8 else "auto")
         if task.kind == "sequence":
@@ -484,7 +487,7 @@ def measure_peak(args: argparse.Namespace) -> dict:
     """torch.matmul FLOP/s on the model's MLP shape, fp32 and bf16, on the device the systems use."""
     import torch
 
-    from lsllm.precision import bf16_is_fast
+    from lsllm.modeling.precision import bf16_is_fast
 
     shapes = shapes_of(model_path(args))
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -541,7 +544,7 @@ def run_job(args: argparse.Namespace, job: list[str]) -> dict:
     return {
         **record,
         "shapes": shapes_of(model_path(args)).to_dict(),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         "threads": torch.get_num_threads(),
         **environment(),
@@ -584,7 +587,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         write_json_atomic(record_path(args, args.one), run_job(args, args.one))
         return
-    command = shlex.join(["python", "-m", "bench.perf", *argv])
+    command = command_line("bench.perf", argv)
     if {"train", "predict"} & set(args.only):  # once, here, so the measuring processes only read them
         for name in TASK_ORDER:
             task_paths(args, perf_task(args, name))

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from bench.perf import INT8
-from bench.report import DASH, TASK_NAMES, _save_png
+from bench.common import DASH, INT8, TASK_NAMES, markdown_table, number, percent, save_png
 from lsllm.atomic import write_text_atomic
 
 TRAIN_TARGET, PREDICT_TARGET = 1.5, 2.0
@@ -111,26 +110,13 @@ def _flops(value: float | None) -> str:
     return f"{value / 1e12:.1f} TFLOP/s" if value >= 1e12 else f"{value / 1e9:.1f} GFLOP/s"
 
 
-def _num(value: float | None, digits: int = 1) -> str:
-    return DASH if value is None else f"{value:,.{digits}f}"
-
-
 def _x(ours: float | None, theirs: float | None) -> str:
     return f"**{ours / theirs:.2f}x**" if ours and theirs else DASH
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = [header, ["---"] * len(header), *rows]
-    return ["| " + " | ".join(cells) + " |" for cells in lines]
 
 
 def _share(flops: float, seconds: float, peaks: dict[str, float], dtype: str) -> tuple[float, float | None]:
     achieved = flops / seconds
     return achieved, (achieved / peaks[dtype] if dtype in peaks else None)
-
-
-def _percent(value: float | None) -> str:
-    return DASH if value is None else f"{100 * value:.1f}%"
 
 
 def train_table(records: list[dict]) -> list[str]:
@@ -151,14 +137,14 @@ def train_table(records: list[dict]) -> list[str]:
                     TASK_NAMES.get(task, task),
                     mode,
                     system,
-                    _num(record["examples_per_second"], 2),
-                    _num(record["tokens_per_second"]),
-                    _num(record["train_runtime"]),
-                    _num(record["eval_seconds"]),
-                    _num(record["peak_rss_mb"], 0),
-                    *([_num(record.get("peak_gpu_mb"), 0)] if gpu else []),
+                    number(record["examples_per_second"], 2),
+                    number(record["tokens_per_second"]),
+                    number(record["train_runtime"]),
+                    number(record["eval_seconds"]),
+                    number(record["peak_rss_mb"], 0),
+                    *([number(record.get("peak_gpu_mb"), 0)] if gpu else []),
                     _flops(shares[record["system"]][0]),
-                    _percent(shares[record["system"]][1]),
+                    percent(shares[record["system"]][1], unit="%"),
                 ]
             )
         rows.append(
@@ -176,7 +162,7 @@ def train_table(records: list[dict]) -> list[str]:
                 "",
             ]
         )
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def predict_table(records: list[dict]) -> list[str]:
@@ -198,13 +184,13 @@ def predict_table(records: list[dict]) -> list[str]:
                         TASK_NAMES.get(task, task),
                         str(size),
                         SYSTEM_LABELS[record["system"]],
-                        _num(batch["examples_per_second"]),
-                        _num(batch["p50_ms"]),
-                        _num(batch["p99_ms"]),
-                        _num(batch["max_ms"]),
+                        number(batch["examples_per_second"]),
+                        number(batch["p50_ms"]),
+                        number(batch["p99_ms"]),
+                        number(batch["max_ms"]),
                         _flops(achieved[record["system"]]),
-                        _percent(share),
-                        _num(record["peak_rss_mb"], 0),
+                        percent(share, unit="%"),
+                        number(record["peak_rss_mb"], 0),
                     ]
                 )
             b = _batch(theirs, size)
@@ -224,7 +210,7 @@ def predict_table(records: list[dict]) -> list[str]:
                         _x(record["peak_rss_mb"], theirs["peak_rss_mb"]),
                     ]
                 )
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 FLOP_RULES = [
@@ -259,7 +245,7 @@ def flops_section(records: list[dict]) -> list[str]:
             ]
         )
     header = ["dtype", "device", "shape (tokens x hidden x intermediate)", "threads", "peak"]
-    return [*lines, *_table(header, rows)]
+    return [*lines, *markdown_table(header, rows)]
 
 
 def summary(rows: list[Ratio]) -> list[str]:
@@ -269,15 +255,15 @@ def summary(rows: list[Ratio]) -> list[str]:
         table.append(
             [
                 row.measurement,
-                _num(row.lsllm, 2),
-                _num(row.baseline, 2),
+                number(row.lsllm, 2),
+                number(row.baseline, 2),
                 f"**{row.ratio:.2f}x**",
                 row.better,
                 target,
             ]
         )
     header = ["Measurement", "lsllm", "baseline", "lsllm / baseline", "better", "target"]
-    return _table(header, table)
+    return markdown_table(header, table)
 
 
 DIFFERENCES = [
@@ -393,7 +379,7 @@ def plot(rows: list[Ratio], path: Path) -> None:
         ax.set_xticks(list(positions), [r.measurement for r in chosen], rotation=30, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.set_ylim(0, max([r.ratio for r in chosen] + [r.target or 0 for r in chosen]) * 1.15)
-    _save_png(figure, path)
+    save_png(figure, path)
 
 
 def write_report(results: Path, records: list[dict], meta: dict) -> list[Path]:

@@ -13,41 +13,32 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import shlex
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from transformers import AutoConfig
 
-from bench.accuracy import environment
-from bench.common import ROOT, SMOLLM2
+from bench.common import command_line, environment, markdown_table, model_parser, percent, read_jsonl
 from bench.datasets import TASKS, prepare
 from bench.flops import Shapes, matmul_peak
 from lsllm.atomic import write_json_atomic, write_text_atomic
 from lsllm.config import TrainConfig
 from lsllm.data.collate import Collator
 from lsllm.data.encoding import Encoder
-from lsllm.data.readers import SequenceExample
+from lsllm.data.examples import SequenceExample
 from lsllm.data.task import TaskData, label_map_for
-from lsllm.modeling import add_lora, build_model
-from lsllm.models import load_tokenizer, resolve_model
+from lsllm.modeling.backbone import load_tokenizer, resolve_model
+from lsllm.modeling.lora import add_lora
+from lsllm.modeling.model import build_model
 
 SCHEMES = ("fp32", "bf16 autocast", "bf16 weights")
 SETUPS = {"sst2": ("sequence", "causal", "last"), "conll2003": ("token", "bidirectional", "last")}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default=SMOLLM2)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")
-    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "precision")
-    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "precision")
+    parser = model_parser("precision", __doc__)
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds; each runs every scheme once")
     parser.add_argument("--batch-size", type=int, default=16)
     return parser.parse_args(argv)
@@ -57,13 +48,13 @@ def batches(task_name: str, args: argparse.Namespace, tokenizer, config: TrainCo
     """The first training batches of the task, encoded and collated as lsllm's Trainer gets them; one
     example and 64 examples for prediction; the number of labels."""
     paths = prepare(TASKS[task_name], args.data, args.work / "data", seed=0)
-    rows = [json.loads(line) for line in paths["train"].read_text(encoding="utf-8").splitlines()]
+    rows = read_jsonl(paths["train"])
     rows = rows[: max(64, args.batch_size * (args.repeats + 1))]
     examples = (
         [SequenceExample(r["text"], label=r["label"]) for r in rows] if config.task == "sequence" else None
     )
     if examples is None:
-        from lsllm.data.readers import TokenExample
+        from lsllm.data.examples import TokenExample
 
         examples = [TokenExample(r["tokens"], r["tags"]) for r in rows]
     data = TaskData(config, label_map_for(config, examples), Encoder(tokenizer, 128))
@@ -167,9 +158,8 @@ def table(results: dict, meta: dict) -> str:
         "Median seconds per call (ratio to fp32; above 1 is faster), and training's share of the matmul"
         " peak of its number format.",
         "",
-        "| task | scheme | train step | predict batch 1 | predict batch 64 | train FLOP/s share |",
-        "| --- | --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for name, task in results["tasks"].items():
         seconds = task["median_seconds"]
         for scheme in SCHEMES:
@@ -179,8 +169,9 @@ def table(results: dict, meta: dict) -> str:
             ]
             reference = peak["fp32" if scheme == "fp32" else "bf16"]
             share = task["train_flops_per_step"] / seconds[scheme]["train"] / reference
-            lines.append(f"| {name} ({task['mode']}) | {scheme} | {' | '.join(cells)} | {100 * share:.0f}% |")
-    lines += ["", f"Command: `{meta['command']}`", ""]
+            rows.append([f"{name} ({task['mode']})", scheme, *cells, percent(share, ".0f", "%")])
+    header = ["task", "scheme", "train step", "predict batch 1", "predict batch 64", "train FLOP/s share"]
+    lines += [*markdown_table(header, rows), "", f"Command: `{meta['command']}`", ""]
     return "\n".join(lines)
 
 
@@ -188,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_grad_enabled(True)
     meta = {
-        "command": shlex.join(["python", "-m", "bench.precision", *(argv or sys.argv[1:])]),
+        "command": command_line("bench.precision", argv),
         "environment": environment(),
     }
     results = measure(args)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from bench.common import DASH, TASK_NAMES, markdown_table, percent, save_png
 from lsllm.atomic import write_text_atomic
 
 Run = dict[str, Any]
@@ -32,15 +31,7 @@ Run = dict[str, Any]
 DEFAULT_RESULTS = Path("bench/results/accuracy")
 SYSTEM_ORDER = ("ls-llama", "ls-unllama", "ls-unllama-max", "hf-lora", "minilm", "instruct-lora", "zero-shot")
 TASK_ORDER = ("sst2", "sst5", "twitter_fin", "conll2003", "wnut17")
-TASK_NAMES = {
-    "sst2": "SST-2",
-    "sst5": "SST-5",
-    "twitter_fin": "Twitter Fin",
-    "conll2003": "CoNLL-2003",
-    "wnut17": "WNUT-17",
-}
 METRIC_NAMES = {"accuracy": "acc", "macro_f1": "macro-F1", "f1": "entity F1"}
-DASH = "\u2013"  # en dash, for cells with nothing to show
 PLUS_MINUS = "\u00b1"
 # Per-run figures averaged over seeds, besides every number in "metrics".
 AVERAGED = (
@@ -142,10 +133,6 @@ def _metric_title(run: Run) -> str:
     return f"{run['evaluation_split']} {METRIC_NAMES.get(run['metric'], run['metric'])}"
 
 
-def _percent(value: float | None) -> str:
-    return DASH if value is None else f"{100 * value:.1f}"
-
-
 def _rate(value: float | None) -> str:
     """Examples per second; zero or missing means the stage did not run (zero-shot has no training)."""
     return f"{value:.1f}" if value else DASH
@@ -162,20 +149,12 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def _row(cells: Iterable[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return [_row(header), _row(["---"] * len(header)), *(_row(row) for row in rows)]
-
-
 def _score_text(row: Run | None) -> str:
     """The mean headline score in percent, with '± sd (n=K)' when more than one seed ran."""
     if row is None:
         return DASH
-    text = _percent(row["score"])
-    return text if row["n"] < 2 else f"{text} {PLUS_MINUS} {100 * row['score_sd']:.1f} (n={row['n']})"
+    text = percent(row["score"])
+    return text if row["n"] < 2 else f"{text} {PLUS_MINUS} {percent(row['score_sd'])} (n={row['n']})"
 
 
 def summary_table(rows: list[Run]) -> list[str]:
@@ -194,7 +173,7 @@ def summary_table(rows: list[Run]) -> list[str]:
             cell = _score_text(row)
             cells.append(f"**{cell}**" if row is not None and row["score"] == best[task] else cell)
         table.append(cells)
-    return _table(header, table)
+    return markdown_table(header, table)
 
 
 def _budget_text(budget: dict[str, Any]) -> str:
@@ -248,7 +227,7 @@ def task_table(rows: list[Run], runs: list[Run]) -> list[str]:
         table.append(
             [
                 labels[row["system"]],
-                *(_percent(row["metrics"].get(key)) for key, _ in columns),
+                *(percent(row["metrics"].get(key)) for key, _ in columns),
                 _duration(row.get("train_seconds")),
                 _rate(row.get("train_examples_per_second")),
                 _rate(row.get("eval_examples_per_second")),
@@ -257,7 +236,7 @@ def task_table(rows: list[Run], runs: list[Run]) -> list[str]:
             ]
         )
     title = f"### {_task_name(first['task'])} ({first['kind']} task, {_metric_title(first)})"
-    return [title, "", *_budget_lines(runs), "", *_table(header, table)]
+    return [title, "", *_budget_lines(runs), "", *markdown_table(header, table)]
 
 
 def _seed_list(seeds: Iterable[Any]) -> str:
@@ -299,9 +278,9 @@ def int8_table(runs: list[Run]) -> list[str]:
             f"{_task_name(run['task'])} {_metric_title(run)}",
             run["system_label"],
             str(_seed(run)),
-            _percent(run["score"]),
-            _percent(run["int8"]["score"]),
-            f"{100 * (run['int8']['score'] - run['score']):+.1f}",
+            percent(run["score"]),
+            percent(run["int8"]["score"]),
+            percent(run["int8"]["score"] - run["score"], "+.1f"),
             _rate(run["eval_examples_per_second"]),
             _rate(run["eval_examples_per_second"] * run["eval_seconds"] / run["int8"]["eval_seconds"]),
         ]
@@ -311,7 +290,7 @@ def int8_table(runs: list[Run]) -> list[str]:
         'The same trained runs, evaluated again after `load(..., precision="int8")` (CPU: int8 weights'
         " per output channel, activations quantised per call), on the same evaluation split."
     )
-    return ["## Prediction with --precision int8", "", intro, "", *_table(header, rows), ""]
+    return ["## Prediction with --precision int8", "", intro, "", *markdown_table(header, rows), ""]
 
 
 def render_markdown(runs: list[Run]) -> str:
@@ -335,18 +314,6 @@ def render_markdown(runs: list[Run]) -> str:
 def _colors(runs: list[Run]) -> dict[str, str]:
     """One colour per system, the same in every plot."""
     return {system: f"C{index % 10}" for index, system in enumerate(_systems(runs))}
-
-
-def _save_png(figure: Figure, path: Path) -> None:
-    """Render to a temporary file beside `path` and rename it, so a reader never sees half a PNG."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        figure.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _plot_task_scores(ax: Axes, rows: list[Run], colors: dict[str, str]) -> None:
@@ -382,7 +349,7 @@ def plot_scores(runs: list[Run], path: Path) -> None:
         _plot_task_scores(ax, _task_runs(rows, task), colors)
     if any(row["n"] > 1 for row in rows):
         figure.suptitle(f"Mean over seeds; error bars: {PLUS_MINUS}1 sample standard deviation", fontsize=10)
-    _save_png(figure, path)
+    save_png(figure, path)
 
 
 def _selection_key(run: Run) -> str | None:
@@ -433,7 +400,7 @@ def plot_learning_curves(runs: list[Run], path: Path) -> bool:
         _plot_task_curves(loss_ax, eval_ax, _task_runs(trained, task), colors)
     seeds = _seed_list(sorted(set(map(_seed, trained))))
     figure.suptitle(f"Learning curves of each system's lowest seed: {seeds}", fontsize=10)
-    _save_png(figure, path)
+    save_png(figure, path)
     return True
 
 

@@ -20,20 +20,13 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from bench.accuracy import environment
-from bench.common import ROOT, SMOLLM2
+from bench.common import command_line, environment, markdown_table, model_parser
 from bench.datasets import TASKS, prepare
 from lsllm.atomic import write_json_atomic, write_text_atomic
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default=SMOLLM2)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")
-    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "resume")
-    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "resume")
+    parser = model_parser("resume", __doc__)
     parser.add_argument("--kills", type=int, default=3, help="killed runs, each at a random moment")
     parser.add_argument("--train-examples", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments (training uses 42)")
@@ -58,6 +51,35 @@ def outcome(run: Path) -> dict:
         "best_checkpoint": Path(metrics["best_checkpoint"]).name,
         "weights": {name: tensor.tolist() for name, tensor in weights.items()},
     }
+
+
+def render(record: dict, seconds: float) -> str:
+    """table.md: the uninterrupted run (it took `seconds`) and each killed and resumed one."""
+    reference, hardware = record["reference"], record["environment"]["hardware"]
+    rows = [
+        [
+            f"{t['killed_after_s']} s",
+            ", ".join(t["checkpoints_left"]) or "none",
+            str(len(t["resume_warnings"])),
+            "yes" if t["identical"] else "**no**",
+        ]
+        for t in record["trials"]
+    ]
+    header = ["killed after", "checkpoints left", "damaged ones skipped", "same best, metrics and weights"]
+    lines = [
+        "# kill -9 and --resume on SmolLM2-135M",
+        "",
+        f"CPU: {hardware['cpu']} ({', '.join(hardware['cpu_features'])}), precision auto ="
+        f" {hardware['precision_auto']}. Uninterrupted: {seconds:.0f} s, dev accuracy"
+        f" {reference['dev']:.3f}, test accuracy {reference['test']:.3f},"
+        f" best {reference['best_checkpoint']}.",
+        "",
+        *markdown_table(header, rows),
+        "",
+        f"Command: `{record['command']}`; each run: `{record['train_command']}`",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,9 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"kill {number + 1}: after {moment:.0f} s, left {left}, resumed identical: {same}")
     record = {
-        "command": shlex.join(
-            ["python", "-m", "bench.resume", *(argv if argv is not None else sys.argv[1:])]
-        ),
+        "command": command_line("bench.resume", argv),
         "train_command": shlex.join(train_command(args, paths, Path("RUN"))[1:]),
         "environment": environment(),
         "uninterrupted_seconds": round(seconds, 1),
@@ -109,32 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         "trials": trials,
     }
     write_json_atomic(args.results / "results.json", record)
-    rows = [
-        f"| {t['killed_after_s']} s | {', '.join(t['checkpoints_left']) or 'none'}"
-        f" | {len(t['resume_warnings'])} | {'yes' if t['identical'] else '**no**'} |"
-        for t in trials
-    ]
-    hardware = record["environment"]["hardware"]
-    write_text_atomic(
-        args.results / "table.md",
-        "\n".join(
-            [
-                "# kill -9 and --resume on SmolLM2-135M",
-                "",
-                f"CPU: {hardware['cpu']} ({', '.join(hardware['cpu_features'])}), precision auto ="
-                f" {hardware['precision_auto']}. Uninterrupted: {seconds:.0f} s, dev accuracy"
-                f" {reference['dev']:.3f}, test accuracy {reference['test']:.3f},"
-                f" best {reference['best_checkpoint']}.",
-                "",
-                "| killed after | checkpoints left | damaged ones skipped | same best, metrics and weights |",
-                "| --- | --- | --- | --- |",
-                *rows,
-                "",
-                f"Command: `{record['command']}`; each run: `{record['train_command']}`",
-                "",
-            ]
-        ),
-    )
+    write_text_atomic(args.results / "table.md", render(record, seconds))
     if not all(t["identical"] for t in trials):
         raise SystemExit("bench.resume: a resumed run differs from the uninterrupted one")
 

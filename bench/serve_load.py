@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import math
 import random
 import re
 import select
-import shlex
 import shutil
 import signal
 import subprocess
@@ -28,20 +26,27 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
-from bench.accuracy import environment
-from bench.common import ROOT, SMOLLM2
+from bench.common import (
+    DATA,
+    RESULTS,
+    SCRATCH,
+    SMOLLM2,
+    argument_parser,
+    command_line,
+    environment,
+    markdown_table,
+    number,
+    percentile,
+)
 from lsllm.atomic import write_json_atomic, write_text_atomic
-from lsllm.serve import ServeOptions
+from lsllm.serving.options import ServeOptions
 
 LABELS = {"sequence": ["negative", "positive"], "token": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]}
+CLIENTS_NOTE = "- Clients run as threads of the benchmark process, on the same machine as the server."
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.serve_load",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argument_parser("bench.serve_load", __doc__)
     parser.add_argument("--model", default=SMOLLM2, help="built-in name or model folder")
     parser.add_argument("--task", choices=list(LABELS), default="sequence", help="run task")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per concurrency level")
@@ -58,25 +63,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="one batched mode per value (0: merge only what queues while the model is busy)",
     )
     parser.add_argument("--batch-size", type=int, help="forward-pass batch of the server (default: lsllm's)")
-    parser.add_argument(
-        "--data", type=Path, default=ROOT.parent / "shared" / "datasets", help="dataset folder (SST-2 dev)"
-    )
-    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "serve", help="output")
-    parser.add_argument(
-        "--work", type=Path, default=Path.home() / ".cache" / "lsllm" / "bench", help="scratch space"
-    )
+    add_folders(parser)
     return parser.parse_args(argv)
+
+
+def add_folders(parser: argparse.ArgumentParser) -> None:
+    """--data (for SST-2 dev sentences), --results and --work: the folders of both serve benchmarks."""
+    parser.add_argument("--data", type=Path, default=DATA, help="dataset folder (SST-2 dev)")
+    parser.add_argument("--results", type=Path, default=RESULTS / "serve", help="output")
+    parser.add_argument("--work", type=Path, default=SCRATCH, help="scratch space")
 
 
 def make_run(model: str, task: str, folder: Path) -> Path:
     """A run folder as `lsllm train` leaves it, with a random head and LoRA weights; reused if complete."""
     import torch
 
+    from lsllm.artifacts import RunFolder
     from lsllm.config import TrainConfig
     from lsllm.data.labels import LabelMap
-    from lsllm.modeling import add_lora, build_model
-    from lsllm.models import load_tokenizer, resolve_model
-    from lsllm.run import RunFolder
+    from lsllm.modeling.backbone import load_tokenizer, resolve_model
+    from lsllm.modeling.lora import add_lora
+    from lsllm.modeling.model import build_model
 
     run = RunFolder(folder)
     config = TrainConfig(model=model, task=task, max_length=128)
@@ -176,11 +183,6 @@ def batching_counters(url: str) -> dict:
         connection.close()
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
 def measure(url: str, texts: list[str], clients: int, duration: float, per_request: int) -> dict:
     """`clients` threads sending requests back to back for `duration` seconds."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -234,7 +236,7 @@ def measure(url: str, texts: list[str], clients: int, duration: float, per_reque
 
 
 def _number(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
+    return number(value, digits, missing="-")
 
 
 def render(record: dict) -> str:
@@ -246,22 +248,24 @@ def render(record: dict) -> str:
         f" sentence(s) per request from {record['sentences']}, {settings['duration']:g} s per level."
         " Unbatched is --max-batch-size 1: every request its own prediction call.",
         "",
-        "| mode | clients | requests/s | inputs/s | p50 ms | p99 ms | requests per batch | failures |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for mode in record["modes"]:
-        for level in mode["levels"]:
-            cells = [
-                mode["name"],
-                str(level["clients"]),
-                _number(level["requests_per_s"]),
-                _number(level["inputs_per_s"]),
-                _number(level["p50_ms"], 0),
-                _number(level["p99_ms"], 0),
-                _number(level["requests_per_batch"], 2),
-                str(len(level["failures"])),
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
+    header = ["mode", "clients", "requests/s", "inputs/s", "p50 ms", "p99 ms", "requests per batch"]
+    header.append("failures")
+    rows = [
+        [
+            mode["name"],
+            str(level["clients"]),
+            _number(level["requests_per_s"]),
+            _number(level["inputs_per_s"]),
+            _number(level["p50_ms"], 0),
+            _number(level["p99_ms"], 0),
+            _number(level["requests_per_batch"], 2),
+            str(len(level["failures"])),
+        ]
+        for mode in record["modes"]
+        for level in mode["levels"]
+    ]
+    lines += markdown_table(header, rows, right=range(2, len(header)))
     unbatched = {level["clients"]: level for level in record["modes"][-1]["levels"]}
     lines += ["", "Throughput against unbatched:", ""]
     for mode in record["modes"][:-1]:
@@ -277,7 +281,7 @@ def render(record: dict) -> str:
         f"- Command: `{record['command']}`",
         f"- Versions: {', '.join(f'{k} {v}' for k, v in env['versions'].items())}",
         f"- Hardware: {', '.join(f'{k}: {v}' for k, v in env['hardware'].items())}",
-        "- Clients run as threads of the benchmark process, on the same machine as the server.",
+        CLIENTS_NOTE,
         "",
     ]
     return "\n".join(lines)
@@ -285,7 +289,7 @@ def render(record: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    command = shlex.join(["python", "-m", "bench.serve_load", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("bench.serve_load", argv)
     name = re.sub(r"\W+", "-", args.model).strip("-")
     run = make_run(args.model, args.task, args.work / f"serve-run-{name}-{args.task}")
     texts, source = sentences(args.data)
@@ -295,9 +299,9 @@ def main(argv: list[str] | None = None) -> None:
     ]
     modes.append({"name": "unbatched", "max_batch_size": 1, "max_wait_ms": 0.0})
     forward = ["--batch-size", str(args.batch_size)] if args.batch_size else []
-    for number, mode in enumerate(modes):
+    for index, mode in enumerate(modes):
         options = ["--max-batch-size", str(mode["max_batch_size"]), "--max-wait-ms", str(mode["max_wait_ms"])]
-        with server(run, [*options, *forward], args.work / f"serve-{number}.log") as url:
+        with server(run, [*options, *forward], args.work / f"serve-{index}.log") as url:
             warm = connect(url)
             for text in texts[:8]:
                 request(warm, "POST", "/predict", {"inputs": [text]})

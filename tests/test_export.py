@@ -187,7 +187,7 @@ def test_a_folder_that_is_neither_a_run_nor_an_export_is_refused(tiny_model, tmp
 )
 def test_transformers_knows_lsllm_models_whatever_the_import_order(imports):
     check = (
-        "from lsllm.hf_model import LsllmConfig;"
+        "from lsllm.modeling.hf import LsllmConfig;"
         " print(AutoModelForTokenClassification._model_mapping[LsllmConfig])"
     )
     out = subprocess.run(

@@ -4,9 +4,7 @@ head truncation of long sequences, and top-k labels."""
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
-import unicodedata
 
 import pytest
 import torch
@@ -14,13 +12,12 @@ from tokenizers import processors
 
 from lsllm.cli import main
 from lsllm.data.encoding import Encoder
-from lsllm.data.readers import TokenExample
+from lsllm.data.examples import TokenExample
 from lsllm.data.task import TaskData
-from lsllm.data.windows import best_windows, cut_windows
 from lsllm.data.words import word_spans
 from lsllm.errors import LsllmError
 from lsllm.inference import Classifier
-from lsllm.models import load_tokenizer
+from lsllm.modeling.backbone import load_tokenizer
 from tests.helpers import saved_run, untrained_classifier
 from tests.tiny import CORPUS
 
@@ -58,44 +55,6 @@ def sentiment(tiny_model):
     return untrained_classifier(tiny_model, "sequence", "causal", "mean")
 
 
-# --- raw text -> words ---------------------------------------------------------------------------------
-
-SPLITS = [
-    ("Merkel visited Paris.", ["Merkel", "visited", "Paris", "."]),
-    ("(Berlin), 'Rome'!", ["(", "Berlin", ")", ",", "'", "Rome", "'", "!"]),
-    ("O'Neil met the U.S. team", ["O'Neil", "met", "the", "U.S.", "team"]),
-    ("a well-known e.g. U.S.A", ["a", "well-known", "e.g.", "U.S.A"]),
-    ("Merkel's and it\u2019s James'", ["Merkel", "'s", "and", "it", "\u2019s", "James", "'"]),
-    ("3.5 km for 1,000 $, 10:30", ["3.5", "km", "for", "1,000", "$", ",", "10", ":", "30"]),
-    ("pre- and user_name@x.org", ["pre", "-", "and", "user_name", "@", "x.org"]),
-    ("Müller aß Spaß in Zürich", ["Müller", "aß", "Spaß", "in", "Zürich"]),
-    ("Jose\u0301 Mu\u0308ller", ["Jose\u0301", "Mu\u0308ller"]),  # combining accents stay in the word
-    ("東京に行く", ["東", "京", "に", "行", "く"]),
-    ("서울에 갔다", ["서울에", "갔다"]),
-    ("I ❤️ NY 👍🏽! 👨\u200d👩\u200d👧 🇫🇷", ["I", "❤️", "NY", "👍🏽", "!", "👨\u200d👩\u200d👧", "🇫🇷"]),
-    ("  tabs\tand\nnew\r\nlines  ", ["tabs", "and", "new", "lines"]),
-    ("zero\u200bwidth\u00a0space", ["zero", "width", "space"]),
-    ("", []),
-    (" \t\n", []),
-]
-
-
-@pytest.mark.parametrize(("text", "expected"), SPLITS)
-def test_raw_text_is_split_like_conll_data(text, expected):
-    assert words(text) == expected
-
-
-@pytest.mark.parametrize("text", [text for text, _ in SPLITS])
-def test_word_spans_slice_the_original_text_and_skip_only_blanks(text):
-    spans = word_spans(text)
-    ends = [0, *(end for _, end in spans)]
-    starts = [*(start for start, _ in spans), len(text)]
-    for (start, end), previous_end in zip(spans, ends, strict=False):
-        assert previous_end <= start < end
-    gaps = "".join(text[end:start] for end, start in zip(ends, starts, strict=True))
-    assert all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in gaps)
-
-
 def test_entities_keep_the_original_text_and_offsets(tagger):
     text = "  New  York,\tNY \n"
     row = always(tagger, "I-LOC").predict([text])[0]  # all I-LOC: one entity over every word
@@ -121,31 +80,6 @@ def test_pre_split_words_keep_their_words_and_get_no_offsets(tagger):
 
 
 # --- long token inputs: windows ------------------------------------------------------------------------
-
-
-def test_windows_cover_every_token_and_cut_between_words():
-    starts = list(range(0, 100, 3))  # a word every 3 tokens
-    windows = cut_windows(starts, 100, 16)
-    assert windows[0][0] == 0 and windows[-1][1] == 100
-    for (start, end), (next_start, _) in itertools.pairwise(windows):
-        assert start < next_start < end  # they overlap, and move on
-        assert next_start in starts and end in starts
-    assert all(end - start <= 16 for start, end in windows)
-    assert cut_windows(starts, 16, 16) == [(0, 16)]
-
-
-def test_a_word_longer_than_a_window_is_cut_inside():
-    windows = cut_windows([0, 40], 50, 16)
-    assert windows[0] == (0, 16) and windows[-1][1] == 50
-    assert all(end - start <= 16 for start, end in windows)
-
-
-def test_each_word_goes_to_the_window_where_it_sees_most():
-    windows = [(0, 16), (12, 28)]
-    # token 13: 2 tokens from the first window's cut, 1 from the second's start
-    assert best_windows([13, 15, 20, None], windows, 28, causal=False) == [0, 1, 1, None]
-    # causal: only what comes before counts, and the first window starts at the text's start
-    assert best_windows([13, 15, 20, None], windows, 28, causal=True) == [0, 0, 1, None]
 
 
 @pytest.mark.parametrize("attention", ["causal", "bidirectional"])

@@ -5,9 +5,8 @@ import json
 import pytest
 
 import lsllm
-from lsllm.models import resolve_model
-from tests.conftest import HAS_SMOLLM2, ner_rows, sentiment_rows, write_jsonl
-from tests.helpers import untrained_classifier
+from lsllm.modeling.backbone import resolve_model
+from tests.helpers import HAS_SMOLLM2, ner_rows, sentiment_rows, untrained_classifier, write_jsonl
 
 pytestmark = [
     pytest.mark.integration,

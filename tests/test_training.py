@@ -7,9 +7,9 @@ import sys
 import pytest
 
 import lsllm
+from lsllm.artifacts import RunFolder
 from lsllm.errors import LsllmError
-from lsllm.run import RunFolder
-from tests.conftest import ner_rows, sentiment_rows, write_splits
+from tests.helpers import ner_rows, sentiment_rows, write_splits
 
 FAST = dict(
     precision="fp32", epochs=14, batch_size=8, learning_rate=3e-3, lora_r=8, max_length=64, logging_steps=1

@@ -1,4 +1,5 @@
-"""The run folder: what `lsllm train` writes and what `lsllm eval/predict` and `lsllm.load` read back."""
+"""The folders a trained model lives in: the run folder `lsllm train` writes, the export folder `lsllm
+export` writes, and opening either one for `lsllm eval/predict/serve` and `lsllm.load`."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 from peft import PeftModel
 
 from lsllm.atomic import write_json_atomic
 from lsllm.config import TrainConfig
 from lsllm.data.labels import LabelMap
 from lsllm.errors import LsllmError, first_line
-from lsllm.modeling import build_model
+from lsllm.modeling.attention import check_attention
+from lsllm.modeling.hf import HF_CLASSES, MODEL_TYPE
+from lsllm.modeling.model import LabelSupervisedModel, build_model
 
 CONFIG = "config.yaml"
 LABELS = "labels.json"
@@ -24,11 +28,64 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 METRICS = "metrics.json"
 TRAINING_LOG = "training_log.jsonl"
 CHECKPOINTS = "checkpoints"
+HF_CONFIG = "config.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json")  # one file, or shards and their index
+LOCATE = "pass the --output folder of 'lsllm train' or 'lsllm export'"
 
 
-class RunFolder:
-    def __init__(self, path: Path) -> None:
+class TrainedFolder:
+    """What a run folder and an export share: the run's config.yaml and labels.json, a tokenizer and the
+    weights, checked to be complete before anything heavy is loaded."""
+
+    kind = "folder"
+    repair = ""
+
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+
+    @property
+    def tokenizer_path(self) -> Path:
+        raise NotImplementedError
+
+    def missing(self) -> list[str]:
+        """The files this folder should hold but does not."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        missing = self.missing()
+        if missing:
+            raise LsllmError(
+                f"{self.path} is not a complete lsllm {self.kind} (missing {', '.join(missing)});"
+                f" {self.repair}"
+            )
+
+    def load_config(self) -> TrainConfig:
+        return TrainConfig.from_yaml(self.path / CONFIG).validate(required=("model", "task"))
+
+    def load_labels(self) -> LabelMap:
+        try:
+            return LabelMap.from_dict(json.loads((self.path / LABELS).read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as error:
+            raise LsllmError(
+                f"{self.path / LABELS} is corrupt ({first_line(error)}); {self.repair}"
+            ) from None
+
+    def load_model(self, config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
+        """The trained model in fp32 with LoRA folded into its weights, its attention mode checked."""
+        raise NotImplementedError
+
+
+class RunFolder(TrainedFolder):
+    """A run folder: written step by step while training, each file replaced only once its new version
+    is complete."""
+
+    kind = "run"
+    repair = "finish training with 'lsllm train --resume' or retrain"
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / TOKENIZER
 
     def prepare_for_training(self, resume: bool) -> None:
         """Refuse to overwrite a finished or started run unless the user asks to resume it."""
@@ -65,46 +122,104 @@ class RunFolder:
         if old is not None:
             shutil.rmtree(old)
 
-    @property
-    def tokenizer_path(self) -> Path:
-        return self.path / TOKENIZER
-
-    def check(self) -> None:
-        """Make sure this is a complete run folder before anything heavy is loaded."""
+    def missing(self) -> list[str]:
         if not self.path.is_dir():
-            raise LsllmError(
-                f"run folder not found: {self.path}; "
-                "pass the --output folder of 'lsllm train' or 'lsllm export'"
-            )
+            raise LsllmError(f"run folder not found: {self.path}; {LOCATE}")
         needed = (CONFIG, LABELS, TOKENIZER, ADAPTER_CONFIG, ADAPTER_WEIGHTS)
         missing = [name for name in needed if not (self.path / name).exists()]
         if len(missing) == len(needed):
             raise LsllmError(
-                f"{self.path} is neither an lsllm run folder nor an export (no {CONFIG} or config.json); "
-                "pass the --output folder of 'lsllm train' or 'lsllm export'"
+                f"{self.path} is neither an lsllm run folder nor an export (no {CONFIG} or {HF_CONFIG});"
+                f" {LOCATE}"
             )
-        if missing:
-            raise LsllmError(
-                f"{self.path} is not a complete lsllm run (missing {', '.join(missing)}); "
-                "finish training with 'lsllm train --resume' or retrain"
-            )
+        return missing
 
-    def load_model(self, config: TrainConfig, num_labels: int) -> PeftModel:
-        """The trained model: base model, attention mode, LoRA adapter (not merged) and head."""
+    def load_adapted(self, config: TrainConfig, num_labels: int) -> PeftModel:
+        """The base model, its attention mode checked, with the run's LoRA adapter (kept apart) and head."""
         core = build_model(config, num_labels)
         try:
             return PeftModel.from_pretrained(core, str(self.path))
         except Exception as error:  # safetensors, shape and key errors all mean the same thing here
             raise LsllmError(
-                f"cannot load the weights in {self.path} ({first_line(error)}); "
-                "the run is corrupt, retrain it"
+                f"cannot load the weights in {self.path} ({first_line(error)});"
+                " the run is corrupt, retrain it"
             ) from None
 
-    def load_config(self) -> TrainConfig:
-        return TrainConfig.from_yaml(self.path / CONFIG)
+    def load_model(self, config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
+        return self.load_adapted(config, num_labels).merge_and_unload()
 
-    def load_labels(self) -> LabelMap:
+
+def export_model_type(path: Path):
+    """The model_type in the folder's config.json; raises OSError or ValueError if it cannot be read."""
+    values = json.loads((path / HF_CONFIG).read_text(encoding="utf-8"))
+    if not isinstance(values, dict):
+        raise ValueError(f"{HF_CONFIG} holds no JSON object")
+    return values.get("model_type")
+
+
+def is_export(path: Path) -> bool:
+    try:
+        return export_model_type(path) == MODEL_TYPE
+    except (OSError, ValueError):
+        return False
+
+
+class ExportFolder(TrainedFolder):
+    """A folder written by `lsllm export`: a transformers model folder that also holds the run's config.yaml
+    and labels.json, so it reads like the run."""
+
+    kind = "export"
+    repair = "export the run again with 'lsllm export'"
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path
+
+    def missing(self) -> list[str]:
         try:
-            return LabelMap.from_dict(json.loads((self.path / LABELS).read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError) as error:
-            raise LsllmError(f"{self.path / LABELS} is corrupt ({error}); retrain the run") from None
+            model_type = export_model_type(self.path)
+        except (OSError, ValueError) as error:
+            raise LsllmError(
+                f"cannot read {self.path / HF_CONFIG} ({first_line(error)}); {self.repair}"
+            ) from None
+        if model_type != MODEL_TYPE:
+            raise LsllmError(
+                f"{self.path} is neither an lsllm run folder nor an export (its {HF_CONFIG} is for model "
+                f"type {model_type!r}); {LOCATE}"
+            )
+        missing = [name for name in (CONFIG, LABELS, TOKENIZER_CONFIG) if not (self.path / name).exists()]
+        if not any((self.path / name).exists() for name in WEIGHTS):
+            missing.append(WEIGHTS[0])
+        return missing
+
+    def load_model(self, config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
+        try:
+            exported, info = HF_CLASSES[config.task].from_pretrained(
+                self.path, dtype=torch.float32, output_loading_info=True
+            )
+            # transformers starts missing weights from random values; a prediction from those is wrong
+            unmatched = sorted(info["missing_keys"] | info["unexpected_keys"])
+            if unmatched:
+                raise ValueError(f"{len(unmatched)} weight names do not match the model, e.g. {unmatched[0]}")
+        except Exception as error:  # safetensors, shape and key errors all mean the same thing here
+            raise LsllmError(
+                f"cannot load the weights in {self.path} ({first_line(error)}); "
+                f"the export is corrupt or from an incompatible lsllm or peft version, {self.repair}"
+            ) from None
+        if exported.config.num_labels != num_labels:
+            raise LsllmError(
+                f"{self.path / HF_CONFIG} has {exported.config.num_labels} labels but {LABELS} has "
+                f"{num_labels}; {self.repair}"
+            )
+        exported.merge_lora()
+        model = exported.lsllm
+        check_attention(model.backbone, config.attention, model.config.vocab_size)
+        return model
+
+
+def open_trained(path: str | Path) -> TrainedFolder:
+    """The run folder or export folder at `path`, checked to be complete."""
+    path = Path(path)
+    folder = ExportFolder(path) if (path / HF_CONFIG).exists() else RunFolder(path)
+    folder.check()
+    return folder

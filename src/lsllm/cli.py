@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import logging
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 from lsllm.atomic import write_json_atomic
 from lsllm.config import PREDICT_BATCH_SIZE, PREDICT_PRECISIONS, PRESETS, TrainConfig, flag, read_yaml
 from lsllm.errors import LsllmError
-from lsllm.serve import ServeOptions
+from lsllm.serving.options import ServeOptions, bind
 
 DESCRIPTION = """Label-supervised fine-tuning of decoder LLMs: a linear head on the final hidden states,
 LoRA on the backbone, cross-entropy on your labels. Causal attention (LS-LLaMA) or bidirectional
@@ -193,9 +194,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from lsllm.metrics import format_metrics
     from lsllm.training import train
 
     result = train(config_from_args(args), resume=args.resume)
+    print(format_metrics({k: v for k, v in result.metrics.items() if k in ("dev", "test")}))
     print(f"run saved to {result.run_dir}")
 
 
@@ -212,8 +215,9 @@ def run_eval(args: argparse.Namespace) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> None:
+    from lsllm.atomic import write_jsonl_atomic
+    from lsllm.data.inputs import read_prediction_inputs
     from lsllm.inference import Classifier
-    from lsllm.predict_io import read_prediction_inputs, write_jsonl_atomic
 
     if (args.text is None) == (args.input is None):
         raise LsllmError("give either a text or --input FILE to 'lsllm predict'")
@@ -237,13 +241,25 @@ def run_predict(args: argparse.Namespace) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> None:
+    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise LsllmError(
+            f"lsllm serve needs {' and '.join(missing)}, which a plain install leaves out; install them"
+            " with: pip install 'lsllm[serve]'"
+        )
     from lsllm.inference import Classifier
-    from lsllm.serve import bind, serve
+    from lsllm.serving.server import serve
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeOptions)}
     options = ServeOptions(**values).check()
     sock = bind(args.host, args.port)  # before loading, so a busy port fails fast
-    serve(Classifier.load(args.run, precision=args.precision), sock, options, args.run)
+    classifier = Classifier.load(args.run, precision=args.precision)
+
+    def tell(url: str) -> None:
+        print(f"serving {args.run} at {url} (API docs: {url}/docs); Ctrl+C stops", flush=True)
+
+    answered_all = serve(classifier, sock, options, tell)
+    print("stopped after answering every request" if answered_all else "stopped", flush=True)
 
 
 def run_export(args: argparse.Namespace) -> None:

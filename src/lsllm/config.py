@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from lsllm.atomic import write_text_atomic
-from lsllm.errors import LsllmError
+from lsllm.errors import LsllmError, first_line
 
 TASKS = ("sequence", "token")
 ATTENTION_MODES = ("causal", "bidirectional")
@@ -190,7 +190,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise LsllmError(f"config file not found: {path}; check the --config path") from None
     except (OSError, yaml.YAMLError) as error:
-        reason = str(error).splitlines()[0]
+        reason = first_line(error)
         raise LsllmError(f"cannot read config file {path}: {reason}; fix the YAML") from None
     if not isinstance(values, dict):
         raise LsllmError(f"config file {path} must be a mapping of option: value")

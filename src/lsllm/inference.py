@@ -9,19 +9,27 @@ import torch
 from peft import PeftModel
 from tqdm.auto import tqdm
 
+from lsllm.artifacts import open_trained
 from lsllm.config import PREDICT_BATCH_SIZE
 from lsllm.data.collate import Collator
 from lsllm.data.encoding import Encoder, WordAlignment, join_words
-from lsllm.data.readers import SequenceExample
+from lsllm.data.examples import SequenceExample
 from lsllm.data.task import TaskData
 from lsllm.data.words import word_spans
 from lsllm.errors import LsllmError
-from lsllm.export import open_trained
-from lsllm.models import load_tokenizer
-from lsllm.precision import default_device, quantize_to_int8, resolve_precision
-
-SequenceInput = str | tuple[str, str]
-TokenInput = str | list[str]
+from lsllm.modeling.backbone import load_tokenizer
+from lsllm.modeling.precision import default_device, quantize_to_int8, resolve_precision
+from lsllm.predictions import (
+    Entity,
+    Prediction,
+    Ranked,
+    SequenceInput,
+    SequencePrediction,
+    TokenInput,
+    TokenPrediction,
+    check_input,
+    check_top_k,
+)
 
 
 class Classifier:
@@ -97,14 +105,16 @@ class Classifier:
         progress: bool = False,
         source: str = "the input",
         top_k: int | None = None,
-    ) -> list[dict]:
+    ) -> list[Prediction]:
         """Sequence task: texts (or text pairs); `top_k` adds the k likeliest labels as "top". Token task:
         raw texts (split into words as lsllm.data.words says) or lists of words."""
+        check_top_k(top_k, self.task)
+        config = self.data.config
+        inputs = [check_input(x, i, self.task, config.text_pair) for i, x in enumerate(inputs, start=1)]
         if self.task == "sequence":
             examples = [SequenceExample(*x) if isinstance(x, tuple) else SequenceExample(x) for x in inputs]
             return self.predict_examples(examples, batch_size, progress, source, top_k)
-        self._check_top_k(top_k)
-        return self._predict_words(list(inputs), batch_size, progress)
+        return self._predict_words(inputs, batch_size, progress)
 
     def predict_examples(
         self,
@@ -113,16 +123,13 @@ class Classifier:
         progress: bool = False,
         source: str = "the input",
         top_k: int | None = None,
-    ) -> list[dict]:
+    ) -> list[Prediction]:
         """Predict for examples as read from a file (the labels, if any, are ignored). A sequence longer
         than max_length keeps its first max_length tokens and its row says `"truncated": true`; a token
         input of any length is tagged whole, in overlapping windows (Encoder.windows)."""
-        self._check_top_k(top_k)
+        check_top_k(top_k, self.task)
         if self.task == "token":
             return self._predict_words([e.tokens for e in examples], batch_size, progress)
-        for i, example in enumerate(examples):
-            if not example.text.strip():
-                raise LsllmError(f"input {i + 1} is empty; give a non-empty text")
         features = self.data.encode(examples, source, with_labels=False)
         all_logits = self.logits(features, batch_size, progress)
         return [
@@ -130,43 +137,35 @@ class Classifier:
             for feature, logits in zip(features, all_logits, strict=True)
         ]
 
-    def _check_top_k(self, top_k: int | None) -> None:
-        if top_k is None:
-            return
-        if self.task == "token":
-            raise LsllmError("top_k applies to sequence runs only; leave it out for a token run")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise LsllmError(f"top_k must be a whole number of at least 1, not {top_k!r}")
-
-    def _sequence_row(self, logits: torch.Tensor, truncated: bool, top_k: int | None) -> dict:
+    def _sequence_row(self, logits: torch.Tensor, truncated: bool, top_k: int | None) -> SequencePrediction:
         probs = logits.softmax(-1)
         best = int(probs.argmax())
         names = self.data.labels.names
-        row = {
-            "label": names[best],
-            "score": float(probs[best]),
-            "probs": {str(name): float(p) for name, p in zip(names, probs, strict=True)},
-        }
+        row = SequencePrediction(
+            label=names[best],
+            score=float(probs[best]),
+            probs={str(name): float(p) for name, p in zip(names, probs, strict=True)},
+        )
         if top_k is not None:  # a stable sort: equal scores keep the head's order, as argmax does
             ranked = sorted(range(len(names)), key=lambda i: -float(probs[i]))[:top_k]
-            row["top"] = [{"label": names[i], "score": float(probs[i])} for i in ranked]
+            row["top"] = [Ranked(label=names[i], score=float(probs[i])) for i in ranked]
         if truncated:
             row["truncated"] = True
         return row
 
-    def _predict_words(self, inputs: list[TokenInput], batch_size: int, progress: bool) -> list[dict]:
+    def _predict_words(
+        self, inputs: list[TokenInput], batch_size: int, progress: bool
+    ) -> list[TokenPrediction]:
         """Tag every word of each input, in as many windows of at most max_length tokens as it needs."""
         causal = self.data.config.attention == "causal"
         prepared = []
-        for i, item in enumerate(inputs):
+        for item in inputs:
             if isinstance(item, str):
                 text, spans = item, word_spans(item)
                 words = [item[s:e] for s, e in spans]
             else:
                 words = list(item)
                 text, spans = join_words(words)
-            if not words:
-                raise LsllmError(f"input {i + 1} has no words; give a non-empty text")
             windows = self.data.encoder.windows(text, spans, causal)
             prepared.append((words, text if isinstance(item, str) else None, spans, windows))
         features = [{"input_ids": w.input_ids} for *_, windows in prepared for w in windows]
@@ -182,7 +181,7 @@ class Classifier:
         text: str | None,
         spans: list[tuple[int, int]],
         windows: list[tuple[WordAlignment, torch.Tensor]],
-    ) -> dict:
+    ) -> TokenPrediction:
         """Tags from the window that predicts each word; entities with character offsets for raw text."""
         names = [str(n) for n in self.data.labels.names]
         tags: list[str] = ["O"] * len(words)
@@ -197,14 +196,15 @@ class Classifier:
 
         entities = []
         for kind, start, last in get_entities(tags):
-            entity = {"type": kind, "start": start, "end": last + 1}
             if text is None:
-                entity["text"] = " ".join(words[start : last + 1])
+                entity = Entity(type=kind, start=start, end=last + 1, text=" ".join(words[start : last + 1]))
             else:
                 begin, end = spans[start][0], spans[last][1]
-                entity.update(text=text[begin:end], start_char=begin, end_char=end)
+                entity = Entity(
+                    type=kind, start=start, end=last + 1, text=text[begin:end], start_char=begin, end_char=end
+                )
             entities.append(entity)
-        return {"tokens": words, "tags": tags, "scores": scores, "entities": entities}
+        return TokenPrediction(tokens=words, tags=tags, scores=scores, entities=entities)
 
     def evaluate(self, path: str, batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False) -> dict:
         """Metrics of this model on a labelled file."""

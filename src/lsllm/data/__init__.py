@@ -1,21 +1,4 @@
-"""Data readers for tables and CoNLL files, and the label maps built from them."""
-
-from lsllm.data.labels import LabelMap
-from lsllm.data.readers import (
-    SequenceExample,
-    TokenExample,
-    normalize_tags,
-    read_records,
-    read_sequence_examples,
-    read_token_examples,
-)
-
-__all__ = [
-    "LabelMap",
-    "SequenceExample",
-    "TokenExample",
-    "normalize_tags",
-    "read_records",
-    "read_sequence_examples",
-    "read_token_examples",
-]
+"""Files -> examples -> model inputs: tables and CoNLL files read into examples (tables, examples), their
+label set (labels), raw text split into words (words), examples tokenized and aligned to words
+(encoding, windows), batches padded (collate); a run's reading options together (task) and the inputs
+of `lsllm predict` (inputs)."""

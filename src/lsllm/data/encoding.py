@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain, repeat
 
-from lsllm.data.readers import SequenceExample
+from lsllm.data.examples import SequenceExample
 from lsllm.data.windows import best_windows, cut_windows
 
 IGNORE_INDEX = -100
-logger = logging.getLogger("lsllm")
+logger = logging.getLogger(__name__)
 
 
 class WindowWords(Sequence):

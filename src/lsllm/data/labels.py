@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lsllm.data.readers import shown
+from lsllm.data.tables import shown
 from lsllm.errors import LsllmError
 
 _INTEGER = re.compile(r"-?\d+")

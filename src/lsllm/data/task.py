@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from lsllm.config import TrainConfig
 from lsllm.data.encoding import Encoder
+from lsllm.data.examples import SequenceExample, TokenExample, read_sequence_examples, read_token_examples
 from lsllm.data.labels import LabelMap
-from lsllm.data.readers import SequenceExample, TokenExample, read_sequence_examples, read_token_examples
 
 Example = SequenceExample | TokenExample
 

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lsllm.errors import LsllmError
+from lsllm import _compat
+from lsllm.errors import LsllmError, first_line
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
     from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
@@ -151,7 +154,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # A GGUF-loaded model refuses save_pretrained; copy its weights into a plain model instead.
     config = loaded.config
-    del config.quantization_config
+    _compat.forget_gguf_quantization(config)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.save_pretrained(out)
@@ -180,7 +183,7 @@ def _check_converted(folder: Path, name: str) -> None:
 
 def load_failure(what: str, path: str, exc: Exception) -> LsllmError:
     """A load error from transformers as one line that says what to pass instead."""
-    reason = " ".join(str(exc).split())[:300]
+    reason = first_line(exc, 300)
     return LsllmError(
         f"cannot load the {what} of model {path!r} ({reason}); pass a local Hugging Face model folder, "
         f"a hub id reachable from this machine, or a built-in name ({_builtin_names()})"
@@ -204,3 +207,26 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
             )
         tokenizer.pad_token = fallback
     return tokenizer
+
+
+def load_backbone(
+    path: str, attention: str, dtype: torch.dtype, attn_implementation: str | None, trust_remote_code: bool
+) -> nn.Module:
+    """Load the bare decoder (no LM head) and switch its attention, proving the switch worked."""
+    from transformers import AutoModel
+
+    from lsllm.modeling.attention import check_attention, set_attention
+
+    try:
+        backbone = AutoModel.from_pretrained(
+            path, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as error:
+        raise load_failure("weights", path, error) from None
+    if not hasattr(backbone.config, "hidden_size"):
+        raise LsllmError(
+            f"model {path} has no hidden_size in its config; lsllm needs a decoder language model"
+        )
+    set_attention(backbone, attention)
+    check_attention(backbone, attention, backbone.config.vocab_size)
+    return backbone

@@ -12,6 +12,8 @@ import torch
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
+from lsllm import _compat
+
 MODEL_TYPE = "lsllm"
 
 
@@ -60,7 +62,7 @@ class _LsllmModel(PreTrainedModel):
         # perhaps peft) are still importing, so this module must not need them to load.
         from transformers import AutoModel
 
-        from lsllm.modeling import LabelSupervisedModel
+        from lsllm.modeling.model import LabelSupervisedModel
 
         super().__init__(config)
         backbone = AutoModel.from_config(config.backbone_config())
@@ -75,16 +77,7 @@ class _LsllmModel(PreTrainedModel):
         """Fold the LoRA layers into the backbone's weights: the same outputs, faster, and no peft needed."""
         if not self.config.lora:
             return
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        backbone = self.lsllm.backbone
-        for name, module in list(backbone.named_modules()):
-            if isinstance(module, BaseTunerLayer):
-                module.merge()
-                parent, _, child = name.rpartition(".")
-                setattr(backbone.get_submodule(parent), child, module.get_base_layer())
-        if hasattr(backbone, "peft_config"):  # set by peft's injection; stale now that no layer uses it
-            del backbone.peft_config
+        _compat.merge_injected_lora(self.lsllm.backbone)
         self.config.lora = None
 
     def _init_weights(self, module: torch.nn.Module) -> None:

@@ -1,4 +1,5 @@
-"""LoRA's input dropout with cheaper random bits: the same Bernoulli masks at a third of the cost on CPU.
+"""LoRA on the backbone (every linear layer by default, the head trained in full), with LoRA's input
+dropout drawn from cheaper random bits: the same Bernoulli masks at a third of the cost on CPU.
 
 On CPU, torch's dropout draws one float per element from its Mersenne Twister (`bernoulli_`). With LoRA
 on every linear layer of a 135M model that was a fifth of each training step (see bench/README.md,
@@ -9,7 +10,11 @@ dropped with probability p rounded to 1/65536. GPUs keep torch's own dropout, wh
 from __future__ import annotations
 
 import torch
+from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
+
+from lsllm import _compat
+from lsllm.errors import LsllmError
 
 _BITS = 16
 _LEVELS = 2**_BITS
@@ -34,9 +39,32 @@ class FastDropout(nn.Dropout):
 
 def speed_up_dropout(model: nn.Module) -> None:
     """Swap every nn.Dropout inside `model`'s LoRA layers for a FastDropout with the same p."""
-    for module in list(model.modules()):
-        dropouts = getattr(module, "lora_dropout", None)
-        if isinstance(dropouts, nn.ModuleDict):
-            for name, dropout in dropouts.items():
-                if type(dropout) is nn.Dropout:
-                    dropouts[name] = FastDropout(dropout.p)
+    for dropouts in list(_compat.lora_dropouts(model)):
+        for name, dropout in dropouts.items():
+            if type(dropout) is nn.Dropout:
+                dropouts[name] = FastDropout(dropout.p)
+
+
+def linear_layer_names(module: nn.Module) -> list[str]:
+    """The distinct names of the backbone's linear layers: LoRA's default targets."""
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, child in module.named_modules() if isinstance(child, nn.Linear)}
+    )
+
+
+def add_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: list[str] | None) -> PeftModel:
+    """Wrap with LoRA on the backbone; the head is trained in full and saved with the adapter."""
+    available = linear_layer_names(model.backbone)
+    targets = targets or available
+    missing = sorted(set(targets) - set(available))
+    if missing:
+        raise LsllmError(
+            f"--lora-targets {', '.join(missing)} not found in the model; "
+            f"its linear layers are: {', '.join(available)}"
+        )
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, modules_to_save=["head"]
+    )
+    wrapped = get_peft_model(model, config)
+    speed_up_dropout(wrapped)
+    return wrapped

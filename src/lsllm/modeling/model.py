@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
-from transformers import AutoModel
 
-from lsllm.attention import check_attention, set_attention
+from lsllm import _compat
 from lsllm.config import TrainConfig
 from lsllm.data.encoding import IGNORE_INDEX
-from lsllm.dropout import speed_up_dropout
-from lsllm.errors import LsllmError
-from lsllm.models import load_failure, resolve_model
-from lsllm.packing import PACKABLE_ATTENTION, plan_packing
-from lsllm.pooling import pool
+from lsllm.modeling.backbone import load_backbone, resolve_model
+from lsllm.modeling.packing import PACKABLE_ATTENTION, plan_packing
+from lsllm.modeling.pooling import pool
 
 
 class LabelSupervisedModel(nn.Module):
@@ -56,7 +52,7 @@ class LabelSupervisedModel(nn.Module):
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Final-layer states in the padded layout, computed on a packed batch when that saves rows."""
-        implementation = self.config._attn_implementation
+        implementation = _compat.attention_implementation(self.config)
         packable = self.packing and implementation in PACKABLE_ATTENTION
         packing = plan_packing(attention_mask) if packable else None
         # No key/value cache: nothing is generated, and filling one costs a copy per layer.
@@ -74,25 +70,6 @@ class LabelSupervisedModel(nn.Module):
         return packing.scatter(packed, *input_ids.shape)
 
 
-def load_backbone(
-    path: str, attention: str, dtype: torch.dtype, attn_implementation: str | None, trust_remote_code: bool
-) -> nn.Module:
-    """Load the bare decoder (no LM head) and switch its attention, proving the switch worked."""
-    try:
-        backbone = AutoModel.from_pretrained(
-            path, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError) as error:
-        raise load_failure("weights", path, error) from None
-    if not hasattr(backbone.config, "hidden_size"):
-        raise LsllmError(
-            f"model {path} has no hidden_size in its config; lsllm needs a decoder language model"
-        )
-    set_attention(backbone, attention)
-    check_attention(backbone, attention, backbone.config.vocab_size)
-    return backbone
-
-
 def build_model(config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
     """The run's backbone (fp32, its attention mode checked) under a fresh head, before LoRA."""
     backbone = load_backbone(
@@ -103,30 +80,3 @@ def build_model(config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
         config.trust_remote_code,
     )
     return LabelSupervisedModel(backbone, num_labels, config.task, config.pooling, config.packing)
-
-
-def linear_layer_names(module: nn.Module) -> list[str]:
-    """The distinct names of the backbone's linear layers: LoRA's default targets."""
-    return sorted(
-        {name.rsplit(".", 1)[-1] for name, child in module.named_modules() if isinstance(child, nn.Linear)}
-    )
-
-
-def add_lora(
-    model: LabelSupervisedModel, r: int, alpha: float, dropout: float, targets: list[str] | None
-) -> PeftModel:
-    """Wrap with LoRA on the backbone; the head is trained in full and saved with the adapter."""
-    available = linear_layer_names(model.backbone)
-    targets = targets or available
-    missing = sorted(set(targets) - set(available))
-    if missing:
-        raise LsllmError(
-            f"--lora-targets {', '.join(missing)} not found in the model; "
-            f"its linear layers are: {', '.join(available)}"
-        )
-    config = LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, modules_to_save=["head"]
-    )
-    wrapped = get_peft_model(model, config)
-    speed_up_dropout(wrapped)
-    return wrapped

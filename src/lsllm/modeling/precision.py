@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from functools import cache
 from pathlib import Path
 
@@ -92,14 +91,9 @@ def quantize_to_int8(backbone: nn.Module) -> None:
         for name, layer in backbone.named_modules()
         if isinstance(layer, nn.Linear) and layer.in_features <= hidden
     ]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecation notices pointing at torchao; see above
-        try:
-            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-        except ImportError:
-            raise LsllmError(
-                f"--precision int8 needs torch.ao.quantization, which torch {torch.__version__} no longer"
-                " has; use --precision fp32"
-            ) from None
-        # One scale per output channel: an LLM's few large-weight channels do not coarsen all the others.
-        quantize_dynamic(backbone, dict.fromkeys(narrow, per_channel_dynamic_qconfig), inplace=True)
+    # One scale per output channel: an LLM's few large-weight channels do not coarsen all the others.
+    if not _compat.quantize_linear_int8(backbone, narrow):
+        raise LsllmError(
+            f"--precision int8 needs torch.ao.quantization, which torch {torch.__version__} no longer"
+            " has; use --precision fp32"
+        )

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import uvicorn
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from lsllm.batching import MicroBatcher
 from lsllm.errors import LsllmError
-from lsllm.serve import ServeOptions
+from lsllm.predictions import SequencePrediction, TokenPrediction, check_input, check_top_k
+from lsllm.serving.batcher import MicroBatcher
+from lsllm.serving.options import ServeOptions, timeout_detail
 
 if TYPE_CHECKING:
     from lsllm.inference import Classifier
@@ -50,9 +48,8 @@ class PredictRequest(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    predictions: list[dict[str, Any]] = Field(
-        description="One row per input, in input order, as `Classifier.predict` returns them. Sequence:"
-        " label, score, probs (and top). Token: tokens, tags, scores, entities."
+    predictions: list[SequencePrediction | TokenPrediction] = Field(
+        description="One row per input, in input order, as `Classifier.predict` returns them."
     )
 
 
@@ -106,39 +103,25 @@ def prepare_inputs(request: PredictRequest, classifier: Classifier, options: Ser
             " (--max-inputs); split them over several requests",
             "inputs",
         )
-    if request.top_k is not None and config.task != "sequence":
-        raise invalid("top_k applies to sequence runs only; this run tags words", "top_k")
+    try:
+        check_top_k(request.top_k, config.task)
+    except LsllmError as error:
+        raise invalid(str(error), "top_k") from None
     prepared = []
     for i, item in enumerate(items):
         loc = ("inputs",) if single else ("inputs", i)
-        name = f"input {i + 1}"
         chars = len(item) if isinstance(item, str) else sum(len(part) for part in item)
         if chars > options.max_chars:
             raise invalid(
-                f"{name} has {chars} characters, more than this server's limit of {options.max_chars}"
+                f"input {i + 1} has {chars} characters, more than this server's limit of {options.max_chars}"
                 " (--max-chars); shorten or split it",
                 *loc,
             )
-        if config.task == "token":
-            if not (item.split() if isinstance(item, str) else item):
-                raise invalid(f"{name} has no words; give a non-empty text", *loc)
-        elif config.text_pair:
-            if isinstance(item, str) or len(item) != 2:
-                raise invalid(f"{name}: this run was trained on text pairs; send [text, text_pair]", *loc)
-            item = tuple(item)
-        elif not isinstance(item, str):
-            raise invalid(f"{name} is a list; this run takes one text per input, not pairs or words", *loc)
-        if config.task == "sequence" and not (item if isinstance(item, str) else item[0]).strip():
-            raise invalid(f"{name} is empty; give a non-empty text", *loc)
-        prepared.append(item)
+        try:
+            prepared.append(check_input(item, i + 1, config.task, config.text_pair))
+        except LsllmError as error:
+            raise invalid(str(error), *loc) from None
     return prepared
-
-
-def timeout_detail(part: str, seconds: float) -> str:
-    return (
-        f"the request {part} did not arrive within this server's limit of {seconds:g} s"
-        " (--request-timeout-s); send the whole request without pausing"
-    )
 
 
 class BodyLimit:
@@ -171,6 +154,7 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
+                await self.discard_rest(receive, message, deadline)
                 return await self.too_large(scope, receive, send)
             if not message.get("more_body", False):
                 break
@@ -184,6 +168,19 @@ class BodyLimit:
             return {"type": "http.request", "body": body, "more_body": False}
 
         return await self.app(scope, replay, send)
+
+    async def discard_rest(self, receive, message: dict, deadline: float) -> None:
+        """Read and drop the rest of an oversize body (up to 16x the limit, until the deadline) before
+        answering: closing a connection with unread data resets it, and the client never sees the 413."""
+        loop, dropped = asyncio.get_running_loop(), 0
+        while message.get("more_body", False) and dropped <= 16 * self.max_bytes:
+            try:
+                message = await asyncio.wait_for(receive(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                return
+            if message["type"] == "http.disconnect":
+                return
+            dropped += len(message.get("body", b""))
 
     async def too_large(self, scope, receive, send) -> None:
         response = JSONResponse(
@@ -307,64 +304,3 @@ def create_app(classifier: Classifier, options: ServeOptions | None = None) -> F
         )
 
     return app
-
-
-class TimedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 connection with a deadline on each request's head: a client that has not sent a
-    whole request line and headers within `head_timeout_s` of connecting, or of its previous answer, is
-    disconnected, with a 408 if it had sent part of one. uvicorn alone waits for headers forever."""
-
-    head_timeout_s: float = 10.0
-
-    def connection_made(self, transport) -> None:
-        self._head_timer: asyncio.TimerHandle | None = None
-        super().connection_made(transport)
-        self._arm_head_timer()
-
-    def on_response_complete(self) -> None:
-        self._arm_head_timer()  # before uvicorn starts the next pipelined request, which has a new cycle
-        super().on_response_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-        super().connection_lost(exc)
-
-    def _arm_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out, self.cycle)
-
-    def _head_timed_out(self, cycle) -> None:
-        self._head_timer = None
-        if self.cycle is not cycle or self.transport.is_closing():
-            return  # a new request began in time (each has its own cycle), or the connection is closed
-        if self.conn.trailing_data[0]:  # part of a request line or headers: say why before closing
-            body = json.dumps({"detail": timeout_detail("headers", self.head_timeout_s)}).encode()
-            head = (
-                "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                f"content-length: {len(body)}\r\n\r\n"
-            )
-            self.transport.write(head.encode() + body)
-        self.transport.close()
-
-
-def make_server(app: FastAPI) -> uvicorn.Server:
-    """uvicorn, quiet (lsllm prints its own start line), waiting for in-flight requests on shutdown, with
-    the app's limits on connections: `max_connections` (uvicorn answers a request beyond it with a plain
-    503), a deadline for each request's head (here) and body (BodyLimit), 5 s for an idle keep-alive
-    connection, and h11's 400 for a request head still incomplete after 16 KiB."""
-    options: ServeOptions = getattr(app.state, "options", None) or ServeOptions()
-    protocol = type("TimedH11Protocol", (TimedH11Protocol,), {"head_timeout_s": options.request_timeout_s})
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        http=protocol,
-        timeout_keep_alive=5,
-        # uvicorn counts the connection of the request it is checking: one more serves max_connections
-        limit_concurrency=options.max_connections + 1,
-    )
-    return uvicorn.Server(config)

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import groupby
 
-logger = logging.getLogger("lsllm")
+logger = logging.getLogger(__name__)
 
 # predict(inputs, top_k) -> one row per input
 Predict = Callable[[list, int | None], list[dict]]

@@ -1,90 +1,57 @@
-"""`lsllm serve`: a trained run or export behind an HTTP JSON API; the app itself is in http_app.py."""
+"""`lsllm serve`: the app of serving/app.py behind uvicorn, until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
 import signal
 import socket
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lsllm.config import PREDICT_BATCH_SIZE, option
-from lsllm.errors import LsllmError
+import uvicorn
+from fastapi import FastAPI
+
+from lsllm import _compat
+from lsllm.serving.app import create_app
+from lsllm.serving.options import ServeOptions, timeout_detail, url_of
 
 if TYPE_CHECKING:
     from lsllm.inference import Classifier
 
 
-@dataclass(frozen=True)
-class ServeOptions:
-    """Batching and request limits of the service; the `lsllm serve` flags take their defaults from here."""
-
-    max_batch_size: int = option(32, "most inputs merged into one prediction call; 1 turns merging off")
-    max_wait_ms: float = option(10.0, "longest a request waits for other requests to join its batch")
-    batch_size: int = option(PREDICT_BATCH_SIZE, "inputs per forward pass within a prediction call")
-    max_body_bytes: int = option(1_000_000, "largest request body in bytes; a larger one gets status 413")
-    max_inputs: int = option(64, "most inputs in one request; more get status 422")
-    max_chars: int = option(10_000, "longest input in characters; a longer one gets status 422")
-    request_timeout_s: float = option(
-        10.0,
-        "longest a client may take to send a request's headers, and then its body; a slower one gets"
-        " status 408 and is disconnected, so a stalled client cannot hold a connection",
+def make_server(app: FastAPI) -> uvicorn.Server:
+    """uvicorn, quiet (the CLI prints its own start line), waiting for in-flight requests on shutdown, with
+    the app's limits on connections: `max_connections` (uvicorn answers a request beyond it with a plain
+    503), a deadline for each request's head (here) and body (BodyLimit), 5 s for an idle keep-alive
+    connection, and h11's 400 for a request head still incomplete after 16 KiB."""
+    options: ServeOptions = getattr(app.state, "options", None) or ServeOptions()
+    protocol = _compat.h11_protocol_with_head_timeout(
+        options.request_timeout_s, timeout_detail("headers", options.request_timeout_s)
     )
-    max_connections: int = option(
-        256,
-        "most connections served at once, idle keep-alive ones included; a request on one more gets"
-        " status 503 instead of joining an ever longer queue",
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        http=protocol,
+        timeout_keep_alive=5,
+        # uvicorn counts the connection of the request it is checking: one more serves max_connections
+        limit_concurrency=options.max_connections + 1,
     )
-
-    def check(self) -> ServeOptions:
-        for name in ("max_batch_size", "batch_size", "max_body_bytes", "max_inputs", "max_chars"):
-            if getattr(self, name) < 1:
-                raise LsllmError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
-        if self.max_connections < 1:
-            raise LsllmError(f"--max-connections must be at least 1, not {self.max_connections}")
-        if self.max_wait_ms < 0:
-            raise LsllmError(f"--max-wait-ms must be 0 or more, not {self.max_wait_ms}")
-        if not self.request_timeout_s > 0:
-            raise LsllmError(f"--request-timeout-s must be more than 0, not {self.request_timeout_s}")
-        return self
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port (port 0: any free port), so a busy port fails before the model loads."""
-    sock = None
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as error:
-        if sock is not None:
-            sock.close()
-        reason = error.strerror or str(error)
-        raise LsllmError(
-            f"cannot listen on {host}:{port} ({reason}); choose another --port or --host"
-        ) from None
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return uvicorn.Server(config)
 
 
 def _ignore_signal(signum, frame) -> None:
     pass
 
 
-def serve(classifier: Classifier, sock: socket.socket, options: ServeOptions, name: str) -> None:
-    """Answer requests on `sock` until SIGINT or SIGTERM, then finish the requests in flight and return."""
-    from lsllm.http_app import create_app, make_server  # FastAPI loads only when serving
-
+def serve(
+    classifier: Classifier, sock: socket.socket, options: ServeOptions, tell: Callable[[str], None]
+) -> bool:
+    """Answer requests on `sock` until SIGINT or SIGTERM, then finish the requests in flight. `tell` hears
+    the URL once the server listens. Whether every request in flight was answered (False: forced exit)."""
     server = make_server(create_app(classifier, options))
     sock.listen(2048)
-    url = url_of(sock)
-    print(f"serving {name} at {url} (API docs: {url}/docs); Ctrl+C stops", flush=True)
+    tell(url_of(sock))
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with a no-op handler
     # underneath, that ends the process with status 0 instead of a KeyboardInterrupt or death by SIGTERM.
     stops = (signal.SIGINT, signal.SIGTERM)
@@ -95,4 +62,4 @@ def serve(classifier: Classifier, sock: socket.socket, options: ServeOptions, na
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
-    print("stopped" if server.force_exit else "stopped after answering every request", flush=True)
+    return not server.force_exit

@@ -3,7 +3,6 @@ get their error, leave nothing behind, and never hold up the valid requests arou
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import socket
@@ -14,9 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 
 import lsllm
-from lsllm.batching import MicroBatcher
 from tests.helpers import saved_run
-from tests.test_serve import TEXTS, assert_same, call, predict, running
+from tests.serving.client import TEXTS, assert_same, call, predict, running
 
 TIMEOUT = 1.0  # --request-timeout-s of the services here
 LIMITS = {"max_body_bytes": 4096, "max_inputs": 8, "max_chars": 200, "request_timeout_s": TIMEOUT}
@@ -194,63 +192,3 @@ def test_shutdown_is_not_held_up_by_a_stalled_client(classifier):
         began = time.monotonic()
     assert time.monotonic() - began < TIMEOUT + 3  # graceful shutdown waits for it only until its 408
     stalled.close()
-
-
-def test_the_batcher_drops_abandoned_requests_and_fails_none_silently():
-    """Unit level: a cancelled queued request is never predicted; one cancelled mid-prediction does not
-    disturb its neighbours; a queue emptied by cancellations does not stop the worker; and if the worker
-    dies, every waiting request gets an error instead of waiting forever."""
-    calls: list[list] = []
-
-    def fake_predict(inputs: list, top_k):
-        calls.append(list(inputs))
-        time.sleep(0.1)
-        return [{"echo": x} for x in inputs]
-
-    async def scenario():
-        batcher = MicroBatcher(fake_predict, max_batch_size=64, max_wait_s=0.2)
-        batcher.start()
-        keep = asyncio.ensure_future(batcher.submit(["a"]))
-        drop = asyncio.ensure_future(batcher.submit(["b"]))
-        await asyncio.sleep(0.05)
-        drop.cancel()  # while queued
-        assert await keep == [{"echo": "a"}]
-        assert calls == [["a"]] and batcher.queued == 0
-
-        first = asyncio.ensure_future(batcher.submit(["c"]))
-        second = asyncio.ensure_future(batcher.submit(["d"]))
-        await asyncio.sleep(0.25)  # the batch is being predicted
-        first.cancel()
-        assert await second == [{"echo": "d"}]
-
-        alone = asyncio.ensure_future(batcher.submit(["e"]))
-        await asyncio.sleep(0.05)
-        alone.cancel()  # the queue empties while the worker waits for company
-        await asyncio.sleep(0.3)
-        assert await batcher.submit(["f"]) == [{"echo": "f"}]
-        stats = batcher.stats
-        await batcher.stop()
-        return stats
-
-    stats = asyncio.run(scenario())
-    assert calls == [["a"], ["c", "d"], ["f"]]
-    assert stats.abandoned == 3 and stats.dropped == 2 and stats.requests == 6 and stats.batches == 3
-
-    def broken(jobs):  # a bug in the worker loop itself, not in a prediction
-        raise ValueError("broken")
-
-    async def dying():
-        batcher = MicroBatcher(fake_predict, max_batch_size=64, max_wait_s=0.05)
-        batcher._predict_jobs = broken
-        batcher.start()
-        results = await asyncio.wait_for(
-            asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]), return_exceptions=True), 5
-        )
-        still_running = batcher.running
-        await batcher.stop()
-        return results, still_running
-
-    results, still_running = asyncio.run(dying())
-    assert [type(r) for r in results] == [RuntimeError, RuntimeError]
-    assert all("worker stopped (ValueError: broken)" in str(r) for r in results)
-    assert not still_running

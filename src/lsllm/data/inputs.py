@@ -1,18 +1,15 @@
-"""Files in and out of `lsllm predict`."""
+"""The inputs of `lsllm predict --input FILE`: texts, text pairs, raw texts or word lists, checked."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from lsllm.atomic import write_text_atomic
-from lsllm.data.readers import check_words, read_records
+from lsllm.data.examples import check_words
+from lsllm.data.tables import TABLE_SUFFIXES, read_records
 from lsllm.data.task import TaskData
 from lsllm.data.words import word_spans
 from lsllm.errors import LsllmError
-
-TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
 def read_prediction_inputs(data: TaskData, path: str | os.PathLike) -> list:
@@ -49,7 +46,3 @@ def read_prediction_inputs(data: TaskData, path: str | os.PathLike) -> list:
                 "give one of them"
             )
     return inputs
-
-
-def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
-    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

@@ -28,20 +28,20 @@ from tokenizers import processors
 
 from lsllm.config import TrainConfig
 from lsllm.data.encoding import IGNORE_INDEX, Encoder, join_words
-from lsllm.data.labels import LabelMap
-from lsllm.data.readers import (
+from lsllm.data.examples import (
     SequenceExample,
     TokenExample,
     normalize_tags,
-    read_records,
     read_sequence_examples,
     read_token_examples,
 )
+from lsllm.data.inputs import read_prediction_inputs
+from lsllm.data.labels import LabelMap
+from lsllm.data.tables import read_records
 from lsllm.data.task import TaskData
 from lsllm.data.windows import OVERLAP, best_windows, cut_windows
 from lsllm.data.words import word_spans
 from lsllm.errors import LsllmError
-from lsllm.predict_io import read_prediction_inputs
 from tests.tiny import byte_level_tokenizer
 
 FAST = settings(max_examples=200, deadline=None, derandomize=True)

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from lsllm.config import TrainConfig
-from lsllm.dropout import FastDropout, keep_mask
-from lsllm.modeling import add_lora, build_model
+from lsllm.modeling.lora import FastDropout, add_lora, keep_mask
+from lsllm.modeling.model import build_model
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lsllm.packing import first_fit_rows, plan_packing
+from lsllm.modeling.packing import first_fit_rows, plan_packing
 from tests.helpers import untrained_classifier
 
 TEXTS = [

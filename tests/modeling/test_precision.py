@@ -9,13 +9,15 @@ import pytest
 import torch
 
 import lsllm
-from lsllm import _compat, precision
+from lsllm import _compat
+from lsllm.artifacts import RunFolder
 from lsllm.config import TrainConfig
 from lsllm.export import export_run
-from lsllm.run import RunFolder
+from lsllm.modeling import precision
 from lsllm.training import training_arguments
-from tests.test_serve import predict as post_predict
-from tests.test_serve import running
+from tests.helpers import sentiment_rows, write_splits
+from tests.serving.client import predict as post_predict
+from tests.serving.client import running
 
 TEXTS = ["the film was good", "what a boring plot"]
 
@@ -118,8 +120,6 @@ def train(model, files, output, **options):
 @pytest.fixture(scope="module")
 def bf16_run(tiny_model, tmp_path_factory):
     """A run trained with precision auto on a (faked) CPU with bf16 units: the README demo's case."""
-    from tests.conftest import sentiment_rows, write_splits
-
     root = tmp_path_factory.mktemp("bf16")
     files = write_splits(root, sentiment_rows, {"train": 16, "dev": 8, "test": 8})
     with pytest.MonkeyPatch.context() as patch:

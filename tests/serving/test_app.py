@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import inspect
-import json
-import math
 import re
 import select
 import signal
@@ -14,81 +11,18 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
 
 import lsllm
-from lsllm.batching import MicroBatcher
 from lsllm.cli import main
-from lsllm.http_app import create_app, make_server
 from lsllm.inference import Classifier
-from lsllm.serve import ServeOptions, bind, url_of
+from lsllm.serving.options import bind
 from tests.helpers import saved_run
+from tests.serving.client import TEXTS, assert_same, call, messages, predict, running
 
-TEXTS = ["the film was good", "what a boring plot", "the acting was great and the ending awful"]
 LIMITS = {"max_body_bytes": 4096, "max_inputs": 8, "max_chars": 200}
-
-
-@contextmanager
-def running(classifier: Classifier, **options):
-    """The service in a thread of this process, on a free loopback port; yields its URL."""
-    server = make_server(create_app(classifier, ServeOptions(**options)))
-    sock = bind("127.0.0.1", 0)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield url_of(sock)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-
-
-def call(url: str, method: str, path: str, body=None, data=None, headers: dict | None = None):
-    """One request on its own connection: (status, parsed JSON body)."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-    try:
-        if body is not None:
-            data = json.dumps(body).encode()
-        connection.request(
-            method, path, body=data, headers={"content-type": "application/json", **(headers or {})}
-        )
-        response = connection.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
-
-
-def predict(url: str, body) -> tuple[int, dict]:
-    return call(url, "POST", "/predict", body)
-
-
-def assert_same(got, expected, path="row"):
-    """Equal structures; floats within 1e-5 (another batch composition may change the last digits)."""
-    if isinstance(expected, float):
-        assert math.isclose(got, expected, abs_tol=1e-5), path
-    elif isinstance(expected, dict):
-        assert got.keys() == expected.keys(), path
-        for key in expected:
-            assert_same(got[key], expected[key], f"{path}.{key}")
-    elif isinstance(expected, (list, tuple)):
-        assert len(got) == len(expected), path
-        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
-            assert_same(a, b, f"{path}[{i}]")
-    else:
-        assert got == expected, path
-
-
-def messages(body: dict) -> str:
-    detail = body["detail"]
-    return detail if isinstance(detail, str) else " | ".join(problem["msg"] for problem in detail)
 
 
 @pytest.fixture(scope="module")
@@ -173,32 +107,6 @@ def test_concurrent_clients_get_their_own_answers_from_merged_batches(sequence_s
     batches = after["batching"]["batches"] - before["batching"]["batches"]
     assert requests == len(texts) and batches < requests
     assert after["batching"]["max_requests_per_batch"] > 1
-
-
-def test_a_failing_input_fails_only_its_own_request():
-    """The batcher retries a failed merged call request by request, so good neighbours still get answers."""
-
-    def fake_predict(inputs: list, top_k):
-        if "bad" in inputs:
-            raise ValueError(f"input {inputs.index('bad') + 1} is bad")
-        return [{"echo": x, "top_k": top_k} for x in inputs]
-
-    async def scenario():
-        batcher = MicroBatcher(fake_predict, max_batch_size=64, max_wait_s=0.2)
-        batcher.start()
-        jobs = [(["a", "b"], None), (["x", "bad"], None), (["c"], 3), (["d"], None)]
-        results = await asyncio.gather(*(batcher.submit(*job) for job in jobs), return_exceptions=True)
-        await batcher.stop()
-        return results, batcher.stats
-
-    results, stats = asyncio.run(scenario())
-    assert results[0] == [{"echo": "a", "top_k": None}, {"echo": "b", "top_k": None}]
-    assert (
-        isinstance(results[1], ValueError) and str(results[1]) == "input 2 is bad"
-    )  # counted in its request
-    assert results[2] == [{"echo": "c", "top_k": 3}]
-    assert results[3] == [{"echo": "d", "top_k": None}]
-    assert stats.batches == 1 and stats.max_requests_per_batch == 4 and stats.inputs == 6
 
 
 def test_malformed_json_is_a_400_that_says_so(sequence_service):

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from lsllm.attention import check_attention, set_attention
 from lsllm.errors import LsllmError
-from lsllm.modeling import load_backbone
+from lsllm.modeling.attention import check_attention, set_attention
+from lsllm.modeling.backbone import load_backbone
 
 
 def final_states(backbone, ids: torch.Tensor) -> torch.Tensor:

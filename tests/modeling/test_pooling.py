@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lsllm.errors import LsllmError
-from lsllm.pooling import pool
+from lsllm.modeling.pooling import pool
 
 # Two rows of real states [1, 2, 3] and [4, 5]; the second is padded with a huge value that must never count.
 REAL = torch.tensor([[[1.0], [2.0], [3.0]], [[4.0], [5.0], [999.0]]])

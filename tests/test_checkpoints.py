@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from lsllm.checkpoints import MANIFEST, checkpoints
 from lsllm.cli import main
-from tests.conftest import sentiment_rows, write_splits
+from tests.helpers import sentiment_rows, write_splits
 
 # 32 examples in batches of 8: 4 steps an epoch, 3 epochs; evaluation and a checkpoint every 3 steps, so
 # checkpoints fall mid-epoch and resuming must restore the data order inside an epoch too.

@@ -1,0 +1,236 @@
+"""Turn rows and CoNLL column files into examples: texts with class labels, or words with BIO tags."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lsllm.data.tables import read_records, read_text, shown, split_lines
+from lsllm.errors import LsllmError
+
+RECORD_TOKEN_SUFFIXES = (".json", ".jsonl", ".parquet")
+_TAG = re.compile(r"([BIESLU])-(\S+)")
+_BIO_PREFIX = {"B": "B", "I": "I", "S": "B", "U": "B", "E": "I", "L": "I"}
+_TAG_FORMS = "tags must be O or B-/I-/E-/S-/L-/U- plus an entity type (e.g. B-PER)"
+_COLUMN_GAP = re.compile(r"[ \t]+")  # CoNLL columns: a word may hold other spaces (U+00A0 in "10 000")
+_SHOWN_COLUMNS = 20
+
+
+@dataclass
+class SequenceExample:
+    text: str
+    text_pair: str | None = None
+    label: str | int | None = None
+
+
+@dataclass
+class TokenExample:
+    tokens: list[str]
+    tags: list[str] | None = None
+
+
+def read_sequence_examples(
+    path: str | os.PathLike,
+    text_fields: Sequence[str] = ("text",),
+    label_field: str = "label",
+    pair: bool = False,
+    require_labels: bool = True,
+) -> list[SequenceExample]:
+    """Read a table of texts (or text pairs) and class labels for sequence classification."""
+    fields = (text_fields,) if isinstance(text_fields, str) else tuple(text_fields)
+    if pair and len(fields) != 2:
+        raise LsllmError(
+            f"text pairs need exactly two text fields, got {len(fields)} ({', '.join(fields)}); "
+            "give --text-field twice, once per side of the pair"
+        )
+    if not fields:
+        raise LsllmError("no text field given; name the text column with --text-field")
+    records = read_records(path)
+    columns = _columns(records)
+    for field in fields:
+        _require_column(field, columns, path, "--text-field")
+    has_labels = label_field in columns
+    if require_labels:
+        _require_column(label_field, columns, path, "--label-field")
+    examples = []
+    for row, record in enumerate(records, start=1):
+        texts = [_text_value(record.get(field), field, row, path) for field in fields]
+        label = _label_value(record.get(label_field), row, path) if has_labels else None
+        if require_labels and label is None:
+            raise LsllmError(
+                f"row {row} of {path} has no label in column '{label_field}'; fill it in or remove the row"
+            )
+        if pair:
+            examples.append(SequenceExample(texts[0], texts[1], label))
+        else:
+            examples.append(SequenceExample("\n".join(texts), None, label))
+    return examples
+
+
+def read_token_examples(
+    path: str | os.PathLike,
+    tokens_field: str = "tokens",
+    tags_field: str = "tags",
+    require_labels: bool = True,
+) -> list[TokenExample]:
+    """Read tokenised sentences with BIO tags from JSON/JSONL/Parquet rows or a CoNLL column file."""
+    if Path(path).suffix.lower() in RECORD_TOKEN_SUFFIXES:
+        return _token_examples_from_records(path, tokens_field, tags_field, require_labels)
+    return _token_examples_from_conll(path, require_labels)
+
+
+def normalize_tags(tags: Iterable[str], *, where: str = "") -> list[str]:
+    """Convert IOB1, BIO and IOBES/BILOU tags to BIO so every format trains the same label set.
+
+    `where` (e.g. "row 3 of train.jsonl") is added to error messages.
+    """
+    normalized = []
+    open_type = None  # entity type that a following I- tag may continue
+    for tag in tags:
+        if tag == "O":
+            normalized.append("O")
+            open_type = None
+            continue
+        match = _TAG.fullmatch(tag) if isinstance(tag, str) else None
+        if match is None:
+            location = f" in {where}" if where else ""
+            raise LsllmError(f"invalid tag {tag!r:.60}{location}; {_TAG_FORMS}")
+        written, entity_type = match.groups()
+        prefix = _BIO_PREFIX[written]
+        if prefix == "I" and open_type != entity_type:
+            prefix = "B"
+        normalized.append(f"{prefix}-{entity_type}")
+        open_type = entity_type if written in "BI" else None
+    return normalized
+
+
+def _columns(records: list[dict]) -> list[str]:
+    """All field names in first-seen order (JSON rows may differ in their keys)."""
+    return list(dict.fromkeys(key for record in records for key in record))
+
+
+def _require_column(field: str, columns: list[str], path: str | os.PathLike, flag: str) -> None:
+    if field not in columns:
+        names = ", ".join(map(shown, columns[:_SHOWN_COLUMNS]))
+        if len(columns) > _SHOWN_COLUMNS:
+            names += f", ... {len(columns)} in all"
+        raise LsllmError(
+            f"column '{shown(field)}' not found in {path} (columns: {names}); choose one with {flag}"
+        )
+
+
+def _text_value(value: Any, field: str, row: int, path: str | os.PathLike) -> str:
+    if not isinstance(value, str) or not value.strip():
+        found = "empty text" if isinstance(value, str) else "no text" if value is None else "a non-string"
+        raise LsllmError(
+            f"row {row} of {path} has {found} in column '{field}'; give it text or remove the row"
+        )
+    return value
+
+
+def _label_value(value: Any, row: int, path: str | os.PathLike) -> str | int | None:
+    """Keep int and string labels as they are (strings stripped); empty, null and NaN mean no label."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer():
+            return int(value)
+    if isinstance(value, str):
+        return value.strip() or None
+    if value is None or isinstance(value, int):
+        return value
+    raise LsllmError(
+        f"row {row} of {path} has label {value!r:.60}, which is not a class name or integer; "
+        "use one string or integer label per row"
+    )
+
+
+def _token_examples_from_records(
+    path: str | os.PathLike, tokens_field: str, tags_field: str, require_labels: bool
+) -> list[TokenExample]:
+    records = read_records(path)
+    columns = _columns(records)
+    _require_column(tokens_field, columns, path, "--tokens-field")
+    if require_labels:
+        _require_column(tags_field, columns, path, "--tags-field")
+    examples = []
+    for row, record in enumerate(records, start=1):
+        where = f"row {row} of {path}"
+        tokens = _word_list(record.get(tokens_field), tokens_field, where)
+        check_words(tokens, tokens_field, where)
+        tags = record.get(tags_field)
+        if tags is None and not require_labels:
+            examples.append(TokenExample(tokens))
+            continue
+        tags = _word_list(tags, tags_field, where)
+        if len(tags) != len(tokens):
+            raise LsllmError(
+                f"{where} has {len(tokens)} tokens but {len(tags)} tags; give exactly one tag per token"
+            )
+        examples.append(TokenExample(tokens, normalize_tags(tags, where=where)))
+    return examples
+
+
+def check_words(words: list[str], field: str, where: str) -> None:
+    """A word must show something: an empty or all-whitespace one gets no token of its own, so its tag
+    could be neither learned nor predicted."""
+    for position, word in enumerate(words, start=1):
+        if not word.strip():
+            raise LsllmError(
+                f"{where} has a blank word ({word!r:.20}) at position {position} of '{field}'; "
+                "remove it or give it text"
+            )
+
+
+def _word_list(value: Any, field: str, where: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+        raise LsllmError(
+            f"{where} needs a non-empty list of strings in '{field}' (found {value!r:.60}); fix that row"
+        )
+    return value
+
+
+def _token_examples_from_conll(path: str | os.PathLike, require_labels: bool) -> list[TokenExample]:
+    """Read one token per line (word first, tag last), blank lines between sentences."""
+    text = read_text(path)
+    lines = [(number, _conll_columns(line)) for number, line in enumerate(split_lines(text), start=1)]
+    labelled = require_labels or all(len(columns) > 1 for _, columns in lines if columns)
+    sentences: list[list[tuple[int, list[str]]]] = [[]]
+    for number, columns in lines:
+        if not columns or columns[0] == "-DOCSTART-":
+            sentences.append([])
+            continue
+        if labelled and len(columns) < 2:
+            raise LsllmError(
+                f"{path} line {number} has only one column ({columns[0]!r:.60}) but tags are required; "
+                "put the tag in the last column after a tab or space"
+            )
+        sentences[-1].append((number, columns))
+    examples = [_conll_sentence(sentence, labelled, path) for sentence in sentences if sentence]
+    if not examples:
+        raise LsllmError(
+            f"{path} contains no sentences; put one token per line and a blank line between sentences"
+        )
+    return examples
+
+
+def _conll_columns(line: str) -> list[str]:
+    """A CoNLL line's columns: split at spaces and tabs only, so a word keeps any other space inside it
+    ("10 000" with U+00A0); whitespace of any kind around the line is dropped ([] for a blank line)."""
+    line = line.strip()
+    return _COLUMN_GAP.split(line) if line else []
+
+
+def _conll_sentence(
+    sentence: list[tuple[int, list[str]]], labelled: bool, path: str | os.PathLike
+) -> TokenExample:
+    tokens = [columns[0] for _, columns in sentence]
+    if not labelled:
+        return TokenExample(tokens)
+    where = f"{path} lines {sentence[0][0]}-{sentence[-1][0]}"
+    return TokenExample(tokens, normalize_tags([columns[-1] for _, columns in sentence], where=where))
