@@ -52,8 +52,9 @@ from lsllm.atomic import write_json_atomic
 TASK_ORDER = ("sst2", "conll2003")
 MODES = ("causal", "bidirectional")
 SYSTEMS = ("lsllm", "baseline")
-# Prediction adds lsllm with --precision int8 (INT8; CPU only, so not with --random-config, which is for
-# a GPU): the way past the weight-bandwidth bound of single-text prediction (see bench/README.md).
+# Prediction adds lsllm with --precision int8 (the system INT8, named in bench.common for the report too;
+# CPU only, so not with --random-config, which is for a GPU): the way past the weight-bandwidth bound of
+# single-text prediction (see bench/README.md).
 PARTS = ("train", "predict", "flops")
 EPOCHS = 1
 # lsllm's pooling per mode, as in the accuracy benchmark (LS-LLaMA: last token, LS-unLLaMA: mean); the
