@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's demo: fine-tune SmolLM2-135M on BBC News topics (about 3-4 minutes on 2 CPU cores), evaluate, predict.
+# The README's demo: fine-tune SmolLM2-135M on BBC News topics (1.5-4 minutes on 2 CPU cores), evaluate, predict.
 set -euo pipefail
 out=${1:-demo}
 python examples/bbc_news.py "$out/bbc"
