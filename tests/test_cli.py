@@ -212,6 +212,28 @@ def test_corrupt_run_folder_gives_one_line_error(cli_runs, tmp_path):
     assert "missing labels.json" in one_line_error(lsllm("predict", str(broken), "good"))
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "config.yaml",
+        "labels.json",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer/tokenizer.json",
+    ],
+)
+def test_a_truncated_run_file_gives_one_line_error_naming_the_fix(cli_runs, tmp_path, name):
+    import shutil
+
+    root, _, _ = cli_runs
+    broken = tmp_path / "broken"
+    shutil.copytree(root / "seq-run", broken)
+    content = (broken / name).read_bytes()
+    (broken / name).write_bytes(content[: len(content) // 2])
+    message = one_line_error(lsllm("predict", str(broken), "the film was good", *FP32))
+    assert str(broken) in message and ("retrain" in message or "resume" in message), message
+
+
 def test_long_inputs_are_truncated_with_one_warning(cli_runs, tmp_path):
     root, _, _ = cli_runs
     long_rows = [{"text": "good " * 200}, {"text": "bad " * 300}, {"text": "fine"}]

@@ -3,20 +3,21 @@ export` writes, and opening either one for `lsllm eval/predict/serve` and `lsllm
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 from peft import PeftModel
 
-from lsllm.atomic import write_json_atomic
-from lsllm.config import TrainConfig
+from lsllm.atomic import swap_in_dir, write_json_atomic
+from lsllm.config import YAML_END, TrainConfig, read_yaml
 from lsllm.data.labels import LabelMap
 from lsllm.errors import LsllmError, first_line
 from lsllm.modeling.attention import check_attention
+from lsllm.modeling.backbone import load_tokenizer
 from lsllm.modeling.hf import HF_CLASSES, MODEL_TYPE
 from lsllm.modeling.model import LabelSupervisedModel, build_model
 
@@ -61,7 +62,21 @@ class TrainedFolder:
             )
 
     def load_config(self) -> TrainConfig:
-        return TrainConfig.from_yaml(self.path / CONFIG).validate(required=("model", "task"))
+        """The run's options; a config.yaml cut short (it lacks the end marker lsllm writes, or for runs
+        saved before the marker, any option) is an error rather than silently filled with defaults."""
+        path = self.path / CONFIG
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not text.rstrip().endswith(YAML_END):
+            try:
+                given = read_yaml(path)
+            except LsllmError:
+                given = {}
+            if {f.name for f in dataclasses.fields(TrainConfig)} - set(given):
+                raise LsllmError(f"{path} is cut short (it lacks options and its end marker); {self.repair}")
+        return TrainConfig.from_yaml(path).validate(required=("model", "task"))
+
+    def load_tokenizer(self):
+        return load_tokenizer(str(self.tokenizer_path), fix=self.repair)
 
     def load_labels(self) -> LabelMap:
         try:
@@ -114,13 +129,7 @@ class RunFolder(TrainedFolder):
         """Write a folder beside `target` and swap it in, so the old one stays whole until the new one is."""
         tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=f".{target.name}."))
         save(str(tmp))
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(dir=self.path, prefix=f".{target.name}.old."))
-            os.replace(target, old / target.name)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old)
+        swap_in_dir(tmp, target)
 
     def missing(self) -> list[str]:
         if not self.path.is_dir():

@@ -9,7 +9,6 @@ kept apart, as trained, and peft rebuilds the LoRA layers on load. Either way th
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,10 +18,9 @@ from peft import PeftModel
 
 from lsllm import _compat
 from lsllm.artifacts import CONFIG, LABELS, METRICS, ExportFolder, is_export, open_trained
-from lsllm.atomic import write_text_atomic
+from lsllm.atomic import swap_in_dir, write_text_atomic
 from lsllm.errors import LsllmError
 from lsllm.model_card import model_card
-from lsllm.modeling.backbone import load_tokenizer
 from lsllm.modeling.hf import HF_CLASSES, LsllmConfig
 
 MODEL_CARD = "README.md"
@@ -64,15 +62,13 @@ def export_run(run_dir: str | Path, output: str | Path, merge: bool = False) -> 
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
     try:
         model.save_pretrained(staging)
-        load_tokenizer(str(run.tokenizer_path)).save_pretrained(staging)
+        run.load_tokenizer().save_pretrained(staging)
         for name in (CONFIG, LABELS):
             shutil.copy(run.path / name, staging / name)
         metrics = run.path / METRICS
         scores = json.loads(metrics.read_text(encoding="utf-8")) if metrics.exists() else {}
         write_text_atomic(staging / MODEL_CARD, model_card(settings, names, scores, lora, merge))
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(staging, output)
+        swap_in_dir(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output

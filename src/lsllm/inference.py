@@ -17,7 +17,6 @@ from lsllm.data.examples import SequenceExample
 from lsllm.data.task import TaskData
 from lsllm.data.words import word_spans
 from lsllm.errors import LsllmError
-from lsllm.modeling.backbone import load_tokenizer
 from lsllm.modeling.precision import default_device, quantize_to_int8, resolve_precision
 from lsllm.predictions import (
     Entity,
@@ -58,7 +57,7 @@ class Classifier:
         run = open_trained(run_dir)
         config = run.load_config()
         labels = run.load_labels()
-        tokenizer = load_tokenizer(str(run.tokenizer_path))
+        tokenizer = run.load_tokenizer()
         classifier = cls(
             run.load_model(config, len(labels)).to(device),
             tokenizer,

@@ -181,23 +181,24 @@ def _check_converted(folder: Path, name: str) -> None:
         )
 
 
-def load_failure(what: str, path: str, exc: Exception) -> LsllmError:
-    """A load error from transformers as one line that says what to pass instead."""
-    reason = first_line(exc, 300)
-    return LsllmError(
-        f"cannot load the {what} of model {path!r} ({reason}); pass a local Hugging Face model folder, "
-        f"a hub id reachable from this machine, or a built-in name ({_builtin_names()})"
+def load_failure(what: str, path: str, exc: Exception, fix: str | None = None) -> LsllmError:
+    """A load error from transformers as one line that says what to do instead (by default, what to pass)."""
+    fix = fix or (
+        "pass a local Hugging Face model folder, a hub id reachable from this machine, or a built-in name"
+        f" ({_builtin_names()})"
     )
+    return LsllmError(f"cannot load the {what} of model {path!r} ({first_line(exc, 300)}); {fix}")
 
 
-def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
-    """Load a model's tokenizer with a pad token, since batching needs one; padding side is kept."""
+def load_tokenizer(path: str, fix: str | None = None) -> PreTrainedTokenizerBase:
+    """Load a model's tokenizer with a pad token, since batching needs one; padding side is kept.
+    `fix` replaces the advice of the error if it cannot be loaded (a run's tokenizer: retrain)."""
     from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as exc:
-        raise load_failure("tokenizer", path, exc) from exc
+        raise load_failure("tokenizer", path, exc, fix) from None
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token
         if fallback is None:
