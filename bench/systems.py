@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,13 +24,34 @@ class System:
         return task.kind in self.kinds and (not self.only or task.name in self.only)
 
 
+def instruction_prompt(task: Task) -> dict:
+    """lsllm's options for the instruction-tuning system's prompt (the task's instruction and answer words,
+    in the chat template) with the head started from the answer words' rows."""
+    choices = ", ".join(task.label_words.values())
+    return {
+        "template": f"{task.description} Answer with one of: {choices}.\n\n{{text}}",
+        "chat_template": True,
+        "head_init": "label-words",
+        "label_words": [f"{label}={word}" for label, word in task.label_words.items()],
+    }
+
+
 def _lsllm(
-    task: Task, paths, labels, settings: Settings, work_dir: Path, attention: str, pooling: str
+    task: Task,
+    paths,
+    labels,
+    settings: Settings,
+    work_dir: Path,
+    attention: str,
+    pooling: str,
+    prompt: bool = False,
 ) -> dict:
     from bench.recipe import lsllm_config
     from lsllm import load, train
 
     config = lsllm_config(SMOLLM2, task, paths, labels, settings, work_dir / "run", attention, pooling)
+    if prompt:
+        config = dataclasses.replace(config, **instruction_prompt(task))
     result, train_seconds = timed(lambda: train(config))
     classifier = load(result.run_dir)
     metrics, eval_seconds = timed(lambda: classifier.evaluate(str(paths["evaluation"])))
@@ -79,6 +101,12 @@ SYSTEMS = {
         "LS-LLaMA (lsllm, causal; last-token pooling)",
         BOTH,
         partial(_lsllm, attention="causal", pooling="last"),
+    ),
+    "ls-llama-prompt": System(
+        "LS-LLaMA in the instruction prompt, head from the answer words (lsllm --template --chat-template"
+        " --head-init label-words)",
+        ("sequence",),
+        partial(_lsllm, attention="causal", pooling="last", prompt=True),
     ),
     "ls-unllama": System(
         "LS-unLLaMA (lsllm, bidirectional; mean pooling)",

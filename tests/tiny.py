@@ -8,6 +8,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModel,
+    AutoModelForCausalLM,
     AutoTokenizer,
     LlamaConfig,
     MistralConfig,
@@ -55,4 +56,16 @@ def build_tiny_model(arch: str, folder: Path, seed: int = 0) -> Path:
     vocab = len(AutoTokenizer.from_pretrained(folder))  # some families rebuild the tokenizer and add tokens
     torch.manual_seed(seed)
     AutoModel.from_config(ARCHITECTURES[arch](vocab)).save_pretrained(folder)
+    return folder
+
+
+def build_tiny_causal_lm(folder: Path, tied: bool, seed: int = 0) -> Path:
+    """A random Llama with its language-model head (tied to the embeddings or not), as a user's model
+    folder holds it: what --head-init label-words reads its rows from."""
+    byte_level_tokenizer().save_pretrained(folder)
+    vocab = len(AutoTokenizer.from_pretrained(folder))
+    torch.manual_seed(seed)
+    config = ARCHITECTURES["llama"](vocab)
+    config.tie_word_embeddings = tied
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     return folder

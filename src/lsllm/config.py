@@ -16,6 +16,7 @@ TASKS = ("sequence", "token")
 ATTENTION_MODES = ("causal", "bidirectional")
 POOLING_MODES = ("last", "mean", "max")
 PRECISIONS = ("auto", "fp32", "bf16")
+HEAD_INITS = ("random", "label-words")
 PREDICT_PRECISIONS = (*PRECISIONS, "int8")  # int8 only runs a trained model
 
 # Named starting points; any value the user gives (YAML key or flag) overrides the preset's.
@@ -77,6 +78,26 @@ class TrainConfig:
     tags_field: str = option("tags", "tag-list field of JSONL token data")
     labels: list[str] | None = option(
         None, "the full label set in this order (default: from the training data)"
+    )
+    template: str | None = option(
+        None,
+        "sequence task: put each text into this prompt, e.g. $'Review: {text}\\nSentiment:' in bash"
+        " ({text_pair} for pairs), so the last token is where the model would say the answer; the run keeps"
+        " it for prediction",
+    )
+    chat_template: bool = option(
+        False, "sequence task: wrap the prompt in the model's chat template as the user's turn"
+    )
+    head_init: str = option(
+        "random",
+        "start the head from random numbers, or (label-words, sequence task) from the language-model head's"
+        " rows of each label's word, so that before training it scores what zero-shot prompting scores",
+        choices=HEAD_INITS,
+    )
+    label_words: list[str] | None = option(
+        None,
+        "the word that names each label for --head-init label-words, as LABEL=WORD (default: the label"
+        " itself, after a space unless --chat-template)",
     )
     max_train_examples: int | None = option(None, "train on a random subset of this many examples (seeded)")
     max_dev_examples: int | None = option(
@@ -140,7 +161,7 @@ class TrainConfig:
                 raise LsllmError(
                     f"missing --{flag(name)}; give it on the command line or as '{name}:' in --config"
                 )
-        for name in ("task", "attention", "pooling", "precision"):
+        for name in ("task", "attention", "pooling", "precision", "head_init"):
             choices = field_choices(name)
             if getattr(self, name) not in choices:
                 raise LsllmError(
@@ -154,6 +175,20 @@ class TrainConfig:
                 raise LsllmError(f"--{flag(name)} must be at least 1, not {getattr(self, name)}")
         if self.text_pair and len(self.text_field) != 2:
             raise LsllmError("--text-pair needs exactly two --text-field flags")
+        if self.task == "token" and (self.template or self.chat_template or self.head_init != "random"):
+            raise LsllmError(
+                "--template, --chat-template and --head-init label-words are for sequence runs; leave them"
+                " out for --task token"
+            )
+        if self.template is not None and "{text}" not in self.template:
+            raise LsllmError(
+                f"--template {self.template!r} has no {{text}}; put {{text}} where the text goes"
+            )
+        if self.chat_template and not self.template:
+            raise LsllmError("--chat-template needs a --template, e.g. '{text}' to send the text as it is")
+        for entry in self.label_words or []:
+            if "=" not in entry or not entry.split("=", 1)[0]:
+                raise LsllmError(f"--label-words takes LABEL=WORD pairs, not {entry!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -61,7 +61,7 @@ class Classifier:
         classifier = cls(
             run.load_model(config, len(labels)).to(device),
             tokenizer,
-            TaskData(config, labels, Encoder(tokenizer, config.max_length)),
+            TaskData(config, labels, Encoder.for_config(tokenizer, config)),
         )
         if precision == "int8":
             quantize_to_int8(classifier.model.backbone)

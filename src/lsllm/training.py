@@ -21,6 +21,7 @@ from lsllm.data.task import TaskData, label_map_for, read_examples, subsample
 from lsllm.inference import Classifier
 from lsllm.metrics import selection_metric, sequence_metrics, token_metrics
 from lsllm.modeling.backbone import load_tokenizer, resolve_model
+from lsllm.modeling.head_init import first_tokens, init_head_from_label_words, label_words, output_embeddings
 from lsllm.modeling.lora import add_lora
 from lsllm.modeling.model import build_model
 from lsllm.modeling.precision import resolve_precision
@@ -126,12 +127,16 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     model_path = resolve_model(config.model)
     tokenizer = load_tokenizer(model_path)
     train_examples = subsample(read_examples(config, config.train), config.max_train_examples, config.seed)
-    data = TaskData(config, label_map_for(config, train_examples), Encoder(tokenizer, config.max_length))
+    data = TaskData(config, label_map_for(config, train_examples), Encoder.for_config(tokenizer, config))
     train_set = data.encode(train_examples, config.train)
     dev_examples = subsample(data.read(config.dev), config.max_dev_examples, config.seed)
     dev_set = data.encode(dev_examples, config.dev)
 
     core = build_model(config, len(data.labels))
+    if config.head_init == "label-words":
+        words = label_words(data.labels.names, config.label_words, config.chat_template)
+        rows = output_embeddings(model_path, core.backbone)
+        init_head_from_label_words(core.head, rows, first_tokens(tokenizer, words))
     if resolve_precision(config.precision) == "bf16":
         # The frozen backbone is stored in bf16 (LoRA and the head stay fp32, under autocast): autocast
         # alone casts every frozen weight again at every call. Training steps on SmolLM2 on an AVX-512

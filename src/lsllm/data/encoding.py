@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain, repeat
 
+from lsllm.config import TrainConfig
 from lsllm.data.examples import SequenceExample
+from lsllm.data.prompts import Prompt
 from lsllm.data.windows import best_windows, cut_windows
 
 IGNORE_INDEX = -100
@@ -117,10 +119,17 @@ def first_tokens(text: str, spans: list[tuple[int, int]], offsets: list[tuple[in
 class Encoder:
     """Turns examples into model inputs for one tokenizer and length limit, and reports truncation once."""
 
-    def __init__(self, tokenizer, max_length: int) -> None:
+    def __init__(self, tokenizer, max_length: int, prompt: Prompt | None = None) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.prompt = prompt
         self._reported: set[str] = set()
+
+    @classmethod
+    def for_config(cls, tokenizer, config: TrainConfig) -> Encoder:
+        """The encoder a run uses: its tokenizer, its max length and, if it has one, its prompt."""
+        prompt = Prompt(config.template, config.chat_template, tokenizer) if config.template else None
+        return cls(tokenizer, config.max_length, prompt)
 
     def encode_sequences(
         self, examples: list[SequenceExample], label_ids: list[int] | None, source: str
@@ -129,9 +138,12 @@ class Encoder:
         first); a cut one is marked `"truncated": True`."""
         features, truncated = [], 0
         for i, example in enumerate(examples):
-            ids = self.tokenizer(example.text, example.text_pair, truncation=False)["input_ids"]
-            cut = len(ids) > self.max_length
-            if cut:
+            if self.prompt is not None:
+                ids, cut = self.prompt.encode(example, self.max_length)
+            else:
+                ids = self.tokenizer(example.text, example.text_pair, truncation=False)["input_ids"]
+                cut = len(ids) > self.max_length
+            if cut and self.prompt is None:
                 ids = self.tokenizer(
                     example.text, example.text_pair, truncation=True, max_length=self.max_length
                 )["input_ids"]

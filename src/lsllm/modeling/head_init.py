@@ -1,0 +1,78 @@
+"""Start the head from what the model knows: each label's row is the language-model head's row of the
+label's word, so that at step 0 the head's logits are the model's own next-word logits for those words
+(zero-shot prompting, restricted to the labels) and training refines them rather than starting blind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lsllm.errors import LsllmError, first_line
+
+
+def label_words(names: list, given: list[str] | None, chat: bool) -> list[str]:
+    """The word for each label: from LABEL=WORD pairs where given, else the label itself, after a space
+    (the way a word follows "Sentiment:") unless the prompt ends with the chat template's answer turn."""
+    chosen = dict(entry.split("=", 1) for entry in given or [])
+    unknown = sorted(set(chosen) - {str(name) for name in names})
+    if unknown:
+        raise LsllmError(
+            f"--label-words names labels the run does not have ({', '.join(unknown)}); its labels are:"
+            f" {', '.join(map(str, names))}"
+        )
+    return [chosen.get(str(name), str(name) if chat else f" {name}") for name in names]
+
+
+def first_tokens(tokenizer, words: list[str]) -> list[int]:
+    """The token the model would say first for each word; two labels may not share it."""
+    tokens = []
+    for word in words:
+        ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise LsllmError(f"label word {word!r} has no tokens; give another with --label-words")
+        tokens.append(ids[0])
+    shared = sorted({w for w, t in zip(words, tokens, strict=True) if tokens.count(t) > 1})
+    if shared:
+        raise LsllmError(
+            f"label words {', '.join(map(repr, shared))} start with the same token, so their rows would be"
+            " the same; give words that differ at the start with --label-words LABEL=WORD"
+        )
+    return tokens
+
+
+def output_embeddings(path: str, backbone: torch.nn.Module) -> torch.Tensor:
+    """The language-model head's weight (vocabulary x hidden): the input embeddings when the model ties
+    them, else `lm_head.weight` from the model folder's safetensors files (the bare decoder lsllm loads
+    does not have it)."""
+    if getattr(backbone.config, "tie_word_embeddings", False):
+        return backbone.get_input_embeddings().weight
+    folder = Path(path)
+    if not folder.is_dir():  # a hub id: its weight files, from the hub cache or the hub
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(path, allow_patterns=["*.safetensors"]))
+        except Exception as error:  # offline, unknown repository: all mean the same here
+            raise LsllmError(
+                f"cannot fetch the weights of {path} for --head-init label-words ({first_line(error)});"
+                " pass a local model folder or use --head-init random"
+            ) from None
+    from safetensors import safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as handle:
+            names = handle.keys()
+            key = next((k for k in names if k == "lm_head.weight" or k.endswith(".lm_head.weight")), None)
+            if key is not None:
+                return handle.get_tensor(key)
+    raise LsllmError(
+        f"model {path} has no language-model head weights (lm_head.weight) to start the head from;"
+        " use --head-init random"
+    )
+
+
+@torch.no_grad()
+def init_head_from_label_words(head: torch.nn.Linear, rows: torch.Tensor, tokens: list[int]) -> None:
+    head.weight.copy_(rows[tokens].to(head.weight.dtype))
+    head.bias.zero_()

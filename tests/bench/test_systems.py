@@ -1,0 +1,26 @@
+"""The accuracy benchmark's prompt system gives lsllm valid options for every sequence task."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.datasets import TASKS
+from bench.systems import instruction_prompt
+from lsllm.config import TrainConfig
+from lsllm.data.prompts import Prompt
+from tests.tiny import byte_level_tokenizer
+
+SEQUENCE_TASKS = [name for name, task in TASKS.items() if task.kind == "sequence"]
+
+
+@pytest.mark.parametrize("name", SEQUENCE_TASKS)
+def test_the_instruction_prompt_is_a_valid_lsllm_prompt_naming_every_answer_word(name):
+    task = TASKS[name]
+    options = instruction_prompt(task)
+    TrainConfig(model="m", task="sequence", train="t", dev="d", output="o", **options).validate()
+    tokenizer = byte_level_tokenizer()
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    filled = Prompt(options["template"], chat=True, tokenizer=tokenizer).format("a tweet", None)
+    assert filled.startswith(task.description) and filled.endswith("\n\na tweet")
+    assert all(word in filled for word in task.label_words.values())
+    assert {entry.split("=")[0] for entry in options["label_words"]} == set(task.label_words)

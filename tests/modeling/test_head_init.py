@@ -1,0 +1,85 @@
+"""--head-init label-words: before any training, the label-supervised model scores each label exactly as
+the language model scores the label's word at the prompt's end, i.e. what zero-shot prompting gives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+import lsllm
+from lsllm.config import TrainConfig
+from lsllm.data.encoding import Encoder
+from lsllm.data.examples import SequenceExample
+from lsllm.errors import LsllmError
+from lsllm.modeling.backbone import load_tokenizer
+from lsllm.modeling.head_init import first_tokens, init_head_from_label_words, label_words, output_embeddings
+from lsllm.modeling.model import build_model
+from tests.helpers import write_jsonl
+from tests.tiny import build_tiny_causal_lm
+
+TEMPLATE = "Review: {text}\nSentiment:"
+TEXTS = ["the film was good and the acting was great", "what a boring plot", "awful"]
+
+
+@pytest.fixture(scope="module", params=["untied", "tied"])
+def causal_lm(request, tmp_path_factory):
+    return build_tiny_causal_lm(tmp_path_factory.mktemp(request.param), tied=request.param == "tied")
+
+
+@torch.no_grad()
+def test_at_step_0_the_head_gives_the_language_models_logits_of_the_label_words(causal_lm):
+    config = TrainConfig(model=str(causal_lm), task="sequence", template=TEMPLATE, head_init="label-words")
+    tokenizer = load_tokenizer(str(causal_lm))
+    model = build_model(config, 2).eval()
+    tokens = first_tokens(tokenizer, label_words(["bad", "good"], None, chat=False))
+    init_head_from_label_words(model.head, output_embeddings(str(causal_lm), model.backbone), tokens)
+    features = Encoder.for_config(tokenizer, config).encode_sequences(
+        [SequenceExample(t) for t in TEXTS], None, "t"
+    )
+    language_model = AutoModelForCausalLM.from_pretrained(causal_lm).eval()
+    for feature in features:
+        ids = torch.tensor([feature["input_ids"]])
+        ours = model(input_ids=ids, attention_mask=torch.ones_like(ids))["logits"][0]
+        theirs = language_model(input_ids=ids).logits[0, -1, tokens]
+        assert torch.allclose(ours, theirs, atol=1e-5), (ours, theirs)
+
+
+def test_label_words_default_to_the_labels_after_a_space_and_can_be_given():
+    assert label_words(["neg", "pos"], None, chat=False) == [" neg", " pos"]
+    assert label_words(["neg", "pos"], None, chat=True) == ["neg", "pos"]
+    assert label_words(["neg", "pos"], ["neg= bad"], chat=False) == [" bad", " pos"]
+    with pytest.raises(LsllmError, match="names labels the run does not have \\(neutral\\)"):
+        label_words(["neg", "pos"], ["neutral= meh"], chat=False)
+
+
+def test_words_that_start_alike_are_refused(causal_lm):
+    tokenizer = load_tokenizer(str(causal_lm))
+    with pytest.raises(LsllmError, match="start with the same token"):
+        first_tokens(tokenizer, [" good", " goodness"])
+
+
+def test_a_model_folder_without_a_language_model_head_is_refused(tiny_model):
+    backbone = build_model(TrainConfig(model=str(tiny_model), task="sequence"), 2).backbone
+    with pytest.raises(LsllmError, match=r"has no language-model head weights .*use --head-init random"):
+        output_embeddings(str(tiny_model), backbone)
+
+
+def test_a_templated_label_word_run_trains_saves_and_predicts_the_same_after_reload(causal_lm, tmp_path):
+    from tests.helpers import sentiment_rows
+
+    files = {
+        s: write_jsonl(tmp_path / f"{s}.jsonl", sentiment_rows(16, seed))
+        for seed, s in enumerate(["train", "dev"])
+    }
+    config = lsllm.TrainConfig(
+        model=str(causal_lm), task="sequence", train=str(files["train"]), dev=str(files["dev"]),
+        output=str(tmp_path / "run"), template=TEMPLATE, head_init="label-words", label_words=["pos= good"],
+        epochs=1, batch_size=8, lora_r=4, precision="fp32",
+    )  # fmt: skip
+    result = lsllm.train(config)
+    reloaded = lsllm.load(result.run_dir, precision="fp32")
+    assert reloaded.data.encoder.prompt.template == TEMPLATE
+    rows = reloaded.predict(TEXTS)
+    assert rows == lsllm.load(result.run_dir, precision="fp32").predict(TEXTS)
+    assert reloaded.evaluate(str(files["dev"])) == result.metrics["dev"]
