@@ -223,3 +223,26 @@ def save_png(figure: Any, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_random_run(config, labels: list, folder: Path, seed: int) -> Path:
+    """A run folder as `lsllm train` leaves it, with a random head and LoRA weights: enough to time
+    prediction or serving, whose speed does not depend on the weights."""
+    import torch
+
+    from lsllm.artifacts import RunFolder
+    from lsllm.data.labels import LabelMap
+    from lsllm.modeling.backbone import load_tokenizer, resolve_model
+    from lsllm.modeling.lora import add_lora
+    from lsllm.modeling.model import build_model
+
+    label_map = LabelMap.from_names(labels)
+    torch.manual_seed(seed)
+    model = add_lora(
+        build_model(config, len(label_map)), config.lora_r, config.lora_alpha, config.lora_dropout, None
+    )
+    run = RunFolder(folder)
+    run.prepare_for_training(resume=False)
+    run.save_setup(config, label_map, load_tokenizer(resolve_model(config.model)))
+    run.save_weights(model)
+    return folder

@@ -42,6 +42,7 @@ from bench.common import (
     percentile,
     read_jsonl,
     run_child,
+    save_random_run,
     task_labels,
     timed,
 )
@@ -362,31 +363,16 @@ def predict_run(args: argparse.Namespace, name: str) -> Path:
 
 def make_run(args: argparse.Namespace, name: str) -> None:
     """An lsllm run folder as training leaves it, with a random head and LoRA (speed ignores weights)."""
-    import torch
-
-    from lsllm.artifacts import RunFolder
     from lsllm.config import TrainConfig
-    from lsllm.data.labels import LabelMap
-    from lsllm.modeling.backbone import load_tokenizer
-    from lsllm.modeling.lora import add_lora
-    from lsllm.modeling.model import build_model
 
     task = perf_task(args, name)
-    labels = LabelMap.from_names(task_labels(task, task_paths(args, task)))
-    path = model_path(args)
+    labels = task_labels(task, task_paths(args, task))
     config = TrainConfig(
-        model=path, task=task.kind, labels=list(labels.names), max_length=task.budget.max_length
-    )
-    torch.manual_seed(args.seed)
-    model = add_lora(
-        build_model(config, len(labels)), config.lora_r, config.lora_alpha, config.lora_dropout, None
+        model=model_path(args), task=task.kind, labels=labels, max_length=task.budget.max_length
     )
     folder = predict_run(args, name)
     shutil.rmtree(folder, ignore_errors=True)
-    run = RunFolder(folder)
-    run.prepare_for_training(resume=False)
-    run.save_setup(config, labels, load_tokenizer(path))
-    run.save_weights(model)
+    save_random_run(config, labels, folder, args.seed)
 
 
 def predict_dtype():

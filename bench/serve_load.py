@@ -37,6 +37,7 @@ from bench.common import (
     markdown_table,
     number,
     percentile,
+    save_random_run,
 )
 from lsllm.atomic import write_json_atomic, write_text_atomic
 from lsllm.serving.options import ServeOptions
@@ -76,14 +77,8 @@ def add_folders(parser: argparse.ArgumentParser) -> None:
 
 def make_run(model: str, task: str, folder: Path) -> Path:
     """A run folder as `lsllm train` leaves it, with a random head and LoRA weights; reused if complete."""
-    import torch
-
     from lsllm.artifacts import RunFolder
     from lsllm.config import TrainConfig
-    from lsllm.data.labels import LabelMap
-    from lsllm.modeling.backbone import load_tokenizer, resolve_model
-    from lsllm.modeling.lora import add_lora
-    from lsllm.modeling.model import build_model
 
     run = RunFolder(folder)
     config = TrainConfig(model=model, task=task, max_length=128)
@@ -95,14 +90,7 @@ def make_run(model: str, task: str, folder: Path) -> Path:
             except Exception:
                 pass
         shutil.rmtree(folder)
-    labels = LabelMap.from_names(LABELS[task])
-    torch.manual_seed(0)
-    core = build_model(config, len(labels))
-    peft_model = add_lora(core, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
-    run.prepare_for_training(resume=False)
-    run.save_setup(config, labels, load_tokenizer(resolve_model(model)))
-    run.save_weights(peft_model)
-    return folder
+    return save_random_run(config, LABELS[task], folder, seed=0)
 
 
 def sentences(data: Path) -> tuple[list[str], str]:
