@@ -68,7 +68,12 @@ def check_input(item: object, number: int, task: str, text_pair: bool) -> Sequen
         if isinstance(item, str):
             words = word_spans(item)
         elif isinstance(item, list | tuple) and all(isinstance(word, str) for word in item):
-            words = [word for word in item if word.strip()]
+            words = item
+            for position, word in enumerate(words, start=1):
+                if not word.strip():
+                    raise LsllmError(
+                        f"{name} has a blank word at position {position}; remove it or give it text"
+                    )
         else:
             raise LsllmError(f"{name} must be a text or a list of words")
         if not words:
