@@ -65,15 +65,16 @@ class TrainedFolder:
         """The run's options; a config.yaml cut short (it lacks the end marker lsllm writes, or for runs
         saved before the marker, any option) is an error rather than silently filled with defaults."""
         path = self.path / CONFIG
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if not text.rstrip().endswith(YAML_END):
-            try:
-                given = read_yaml(path)
-            except LsllmError:
-                given = {}
-            if {f.name for f in dataclasses.fields(TrainConfig)} - set(given):
-                raise LsllmError(f"{path} is cut short (it lacks options and its end marker); {self.repair}")
-        return TrainConfig.from_yaml(path).validate(required=("model", "task"))
+        complete = path.read_text(encoding="utf-8", errors="replace").rstrip().endswith(YAML_END)
+        try:
+            values = read_yaml(path)
+        except LsllmError:
+            if complete:
+                raise
+            values = {}
+        if not complete and {f.name for f in dataclasses.fields(TrainConfig)} - set(values):
+            raise LsllmError(f"{path} is cut short (it lacks options and its end marker); {self.repair}")
+        return TrainConfig.from_dict(values, source=str(path)).validate(required=("model", "task"))
 
     def load_tokenizer(self):
         return load_tokenizer(str(self.tokenizer_path), fix=self.repair)

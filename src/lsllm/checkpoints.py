@@ -64,12 +64,17 @@ def damage(folder: Path) -> str | None:
     return None
 
 
+def step_of(checkpoint: Path | None) -> int:
+    """The training step a checkpoint folder was saved at; 0 for none (the start)."""
+    return int(_CHECKPOINT.fullmatch(checkpoint.name).group(1)) if checkpoint else 0
+
+
 def checkpoints(folder: Path) -> list[Path]:
     """The checkpoint folders in `folder`, newest (highest step) first."""
     if not folder.is_dir():
         return []
     found = [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT.fullmatch(p.name)]
-    return sorted(found, key=lambda p: -int(_CHECKPOINT.fullmatch(p.name).group(1)))
+    return sorted(found, key=step_of, reverse=True)
 
 
 def newest_intact(folder: Path) -> Path | None:

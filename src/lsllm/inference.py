@@ -187,10 +187,9 @@ class Classifier:
         scores: list[float | None] = [None] * len(words)  # None: the tokenizer gave the word no token
         for alignment, logits in windows:
             probs = logits.softmax(-1)
-            for word, token in enumerate(alignment.word_tokens):
-                if token is not None:
-                    best = int(probs[token].argmax())
-                    tags[word], scores[word] = names[best], float(probs[token, best])
+            for word, token in alignment.owned_words():  # a window's own words only: not words x windows
+                best = int(probs[token].argmax())
+                tags[word], scores[word] = names[best], float(probs[token, best])
         from seqeval.metrics.sequence_labeling import get_entities  # see evaluate_examples
 
         entities = []

@@ -13,7 +13,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from lsllm import _compat
 from lsllm.artifacts import CHECKPOINTS, METRICS, TRAINING_LOG, RunFolder
 from lsllm.atomic import write_json_atomic, write_text_atomic
-from lsllm.checkpoints import ManifestCallback, newest_intact
+from lsllm.checkpoints import ManifestCallback, newest_intact, step_of
 from lsllm.config import PREDICT_BATCH_SIZE, TrainConfig
 from lsllm.data.collate import Collator
 from lsllm.data.encoding import IGNORE_INDEX, Encoder
@@ -44,10 +44,6 @@ class JsonlLogCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **(logs or {})}) + "\n")
-
-
-def step_of(checkpoint: Path | None) -> int:
-    return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else 0
 
 
 def forget_log_after(path: Path, step: int) -> None:

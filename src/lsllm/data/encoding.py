@@ -141,12 +141,7 @@ class Encoder:
             if self.prompt is not None:
                 ids, cut = self.prompt.encode(example, self.max_length)
             else:
-                ids = self.tokenizer(example.text, example.text_pair, truncation=False)["input_ids"]
-                cut = len(ids) > self.max_length
-            if cut and self.prompt is None:
-                ids = self.tokenizer(
-                    example.text, example.text_pair, truncation=True, max_length=self.max_length
-                )["input_ids"]
+                ids, cut = self._encode_plain(example)
             feature = {"input_ids": ids, "truncated": True} if cut else {"input_ids": ids}
             truncated += cut
             if label_ids is not None:
@@ -154,6 +149,13 @@ class Encoder:
             features.append(feature)
         self._report(truncated, len(examples), source)
         return features
+
+    def _encode_plain(self, example: SequenceExample) -> tuple[list[int], bool]:
+        ids = self.tokenizer(example.text, example.text_pair, truncation=False)["input_ids"]
+        if len(ids) <= self.max_length:
+            return ids, False
+        cut = self.tokenizer(example.text, example.text_pair, truncation=True, max_length=self.max_length)
+        return cut["input_ids"], True
 
     def align(self, words: list[str]) -> WordAlignment:
         text, spans = join_words(words)
