@@ -202,6 +202,22 @@ def test_serve_refuses_a_busy_port_before_loading(runs, capsys):
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
+def test_serve_without_the_serve_extra_is_a_one_line_error_naming_the_install(runs, capsys, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "uvicorn" else find_spec(name)
+    )
+    assert main(["serve", str(runs["sequence"]), "--port", "0"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert (
+        error
+        == "lsllm: error: lsllm serve needs uvicorn, which a plain install leaves out; install them with:"
+        " pip install 'lsllm[serve]'"
+    )
+
+
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(runs):
     run = str(runs["sequence"])
     command = [
