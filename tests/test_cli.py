@@ -136,6 +136,20 @@ def test_predict_tokens_from_words_and_raw_text(cli_runs, tmp_path):
         )
 
 
+def test_predict_min_score_leaves_out_weaker_entities(cli_runs, capsys):
+    run, words = str(cli_runs[0] / "tok-run"), "John Smith visited New York and Mary Jones"
+    assert main(["predict", run, words, *FP32]) == 0
+    full = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    scores = sorted(entity["score"] for entity in full["entities"])
+    assert len(scores) >= 2 and scores[0] < scores[-1]
+    assert main(["predict", run, words, "--min-score", str(scores[-1]), *FP32]) == 0
+    kept = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert kept["entities"] == [e for e in full["entities"] if e["score"] >= scores[-1]]
+    assert kept["tags"] == full["tags"]
+    assert main(["predict", str(cli_runs[0] / "seq-run"), "a film", "--min-score", "0.5"]) == 2
+    assert "min_score applies to token runs only" in capsys.readouterr().err
+
+
 def test_help_explains_the_options():
     result = lsllm("train", "--help")
     assert result.returncode == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -55,12 +56,23 @@ def sentiment(tiny_model):
     return untrained_classifier(tiny_model, "sequence", "causal", "mean")
 
 
+ALWAYS = math.exp(5) / (math.exp(5) + 4)  # the probability `always` gives its tag, of 5
+
+
 def test_entities_keep_the_original_text_and_offsets(tagger):
     text = "  New  York,\tNY \n"
     row = always(tagger, "I-LOC").predict([text])[0]  # all I-LOC: one entity over every word
     assert row["tokens"] == ["New", "York", ",", "NY"]
     assert row["entities"] == [
-        {"type": "LOC", "start": 0, "end": 4, "text": "New  York,\tNY", "start_char": 2, "end_char": 15}
+        {
+            "type": "LOC",
+            "score": pytest.approx(ALWAYS),
+            "start": 0,
+            "end": 4,
+            "text": "New  York,\tNY",
+            "start_char": 2,
+            "end_char": 15,
+        }
     ]
 
 
@@ -76,7 +88,54 @@ def test_entities_of_non_ascii_text_slice_it_exactly(tagger):
 def test_pre_split_words_keep_their_words_and_get_no_offsets(tagger):
     row = always(tagger, "I-LOC").predict([["New", "York", "."]])[0]
     assert row["tokens"] == ["New", "York", "."]
-    assert row["entities"] == [{"type": "LOC", "start": 0, "end": 3, "text": "New York ."}]
+    assert row["entities"] == [
+        {"type": "LOC", "score": pytest.approx(ALWAYS), "start": 0, "end": 3, "text": "New York ."}
+    ]
+
+
+def leaning_to(classifier, tag: str, bias: float):
+    """The random head, with `tag` favoured by `bias`: words get the tag with probabilities that differ."""
+    classifier.model.head.bias.data[classifier.labels.index(tag)] += bias
+    return classifier
+
+
+def test_an_entitys_score_is_the_mean_of_its_words_tag_probabilities(tagger):
+    words = ["John", "Smith", "visited", "New", "York"]
+    row = leaning_to(tagger, "I-LOC", 2.0).predict([words])[0]
+    # by hand: each word's first token's probability of its predicted tag, from the model's logits
+    alignment = tagger.data.encoder.align(words)
+    probs = tagger.logits([{"input_ids": alignment.input_ids}])[0].softmax(-1)
+    best = [float(probs[token].max()) for token in alignment.word_tokens]
+    assert row["tags"] == ["I-LOC"] * 5
+    assert max(best) - min(best) > 0.05  # the words differ, so the mean is not any one word's
+    [entity] = row["entities"]
+    assert entity["score"] == pytest.approx(sum(best) / 5, abs=1e-6)
+
+
+def test_min_score_leaves_out_weaker_entities_only(tagger):
+    text = "John Smith visited Paris"
+    tagger = leaning_to(tagger, "B-PER", 1.5)  # one entity per word, each its own score
+    full = tagger.predict([text])[0]
+    scores = sorted(e["score"] for e in full["entities"])
+    assert len(scores) == 4 and scores[0] < scores[-1]
+    threshold = (scores[1] + scores[2]) / 2
+    kept = tagger.predict([text], min_score=threshold)[0]
+    assert kept["entities"] == [e for e in full["entities"] if e["score"] >= threshold]
+    assert len(kept["entities"]) == 2
+    assert (kept["tags"], kept["scores"]) == (full["tags"], full["scores"])
+    assert tagger.predict([text], min_score=0)[0] == full
+    assert tagger.predict([text], min_score=1)[0]["entities"] == []
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, True, "0.5", float("nan")])
+def test_min_score_outside_0_to_1_is_an_error(tagger, value):
+    with pytest.raises(LsllmError, match="min_score must be a number from 0 to 1"):
+        tagger.predict(["John Smith"], min_score=value)
+
+
+def test_min_score_is_for_token_runs_only(sentiment):
+    with pytest.raises(LsllmError, match="min_score applies to token runs only"):
+        sentiment.predict(["the film was good"], min_score=0.5)
 
 
 # --- long token inputs: windows ------------------------------------------------------------------------

@@ -129,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         help='sequence runs: add the K likeliest labels to each row as "top", best first',
     )
     predict.add_argument(
+        "--min-score",
+        type=float,
+        metavar="P",
+        help="token runs: leave out the entities whose score (the mean of their words' tag probabilities)"
+        " is below P, from 0 to 1; tags and word scores stay as predicted",
+    )
+    predict.add_argument(
         "--text-field",
         action="extend",
         nargs="+",
@@ -231,6 +238,7 @@ def run_predict(args: argparse.Namespace) -> None:
         progress=args.input is not None,
         source=args.input or "the text",
         top_k=args.top_k,
+        min_score=args.min_score,
     )
     if args.output:
         write_jsonl_atomic(Path(args.output), rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import fmean
 
 import torch
 from peft import PeftModel
@@ -27,7 +28,9 @@ from lsllm.predictions import (
     TokenInput,
     TokenPrediction,
     check_input,
+    check_min_score,
     check_top_k,
+    drop_weak_entities,
 )
 
 
@@ -104,16 +107,19 @@ class Classifier:
         progress: bool = False,
         source: str = "the input",
         top_k: int | None = None,
+        min_score: float | None = None,
     ) -> list[Prediction]:
         """Sequence task: texts (or text pairs); `top_k` adds the k likeliest labels as "top". Token task:
-        raw texts (split into words as lsllm.data.words says) or lists of words."""
+        raw texts (split into words as lsllm.data.words says) or lists of words; `min_score` drops the
+        entities scoring below it."""
         check_top_k(top_k, self.task)
+        check_min_score(min_score, self.task)
         config = self.data.config
         inputs = [check_input(x, i, self.task, config.text_pair) for i, x in enumerate(inputs, start=1)]
         if self.task == "sequence":
             examples = [SequenceExample(*x) if isinstance(x, tuple) else SequenceExample(x) for x in inputs]
             return self.predict_examples(examples, batch_size, progress, source, top_k)
-        return self._predict_words(inputs, batch_size, progress)
+        return drop_weak_entities(self._predict_words(inputs, batch_size, progress), min_score)
 
     def predict_examples(
         self,
@@ -194,12 +200,21 @@ class Classifier:
 
         entities = []
         for kind, start, last in get_entities(tags):
+            score = fmean(scores[start : last + 1])  # an entity's words are tagged, so each has a score
             if text is None:
-                entity = Entity(type=kind, start=start, end=last + 1, text=" ".join(words[start : last + 1]))
+                entity = Entity(
+                    type=kind, score=score, start=start, end=last + 1, text=" ".join(words[start : last + 1])
+                )
             else:
                 begin, end = spans[start][0], spans[last][1]
                 entity = Entity(
-                    type=kind, start=start, end=last + 1, text=text[begin:end], start_char=begin, end_char=end
+                    type=kind,
+                    score=score,
+                    start=start,
+                    end=last + 1,
+                    text=text[begin:end],
+                    start_char=begin,
+                    end_char=end,
                 )
             entities.append(entity)
         return TokenPrediction(tokens=words, tags=tags, scores=scores, entities=entities)

@@ -29,9 +29,12 @@ class SequencePrediction(TypedDict):
 
 
 class Entity(TypedDict):
-    """Words start..end (end exclusive); for raw text also its characters, text[start_char:end_char]."""
+    """Words start..end (end exclusive); for raw text also its characters, text[start_char:end_char].
+    `score` is the mean over its words of each word's probability of its predicted tag: the score
+    transformers' token-classification pipeline gives a group of words (aggregation_strategy="first")."""
 
     type: str
+    score: float
     start: int
     end: int
     text: str
@@ -49,6 +52,23 @@ class TokenPrediction(TypedDict):
 
 
 Prediction = SequencePrediction | TokenPrediction
+
+
+def check_min_score(min_score: object, task: str) -> None:
+    if min_score is None:
+        return
+    if task != "token":
+        raise LsllmError("min_score applies to token runs only; leave it out for a sequence run")
+    if isinstance(min_score, bool) or not isinstance(min_score, int | float) or not 0 <= min_score <= 1:
+        raise LsllmError(f"min_score must be a number from 0 to 1, not {min_score!r}")
+
+
+def drop_weak_entities(rows: list[TokenPrediction], min_score: float | None) -> list[TokenPrediction]:
+    """The rows with only the entities scoring at least `min_score`; tags and word scores are kept as
+    predicted, so a row still shows what the model saw."""
+    if min_score is None:
+        return rows
+    return [{**row, "entities": [e for e in row["entities"] if e["score"] >= min_score]} for row in rows]
 
 
 def check_top_k(top_k: object, task: str) -> None:

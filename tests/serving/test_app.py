@@ -81,6 +81,26 @@ def test_top_k_is_passed_to_predict_for_sequence_runs_only(sequence_service, tok
     assert status == 422 and "top_k applies to sequence runs only" in messages(body)
 
 
+def test_min_score_leaves_out_weaker_entities_for_token_runs_only(token_service, sequence_service):
+    url, classifier = token_service
+    inputs = ["John Smith visited  Paris", ["Mary", "Jones", "left", "New", "York"]]
+    scores = sorted(e["score"] for row in classifier.predict(inputs) for e in row["entities"])
+    assert len(scores) >= 3 and scores[0] < scores[-1]
+    middle = len(scores) // 2
+    assert scores[middle] - scores[middle - 1] > 1e-4  # far from every score: batching moves the last digits
+    threshold = (scores[middle - 1] + scores[middle]) / 2
+    status, body = predict(url, {"inputs": inputs, "min_score": threshold})
+    assert status == 200
+    expected = classifier.predict(inputs, min_score=threshold)
+    assert_same(body["predictions"], expected)
+    kept = [e["score"] for row in body["predictions"] for e in row["entities"]]
+    assert 0 < len(kept) < len(scores) and min(kept) >= threshold
+    status, body = predict(url, {"inputs": inputs, "min_score": 1.5})
+    assert status == 422 and "min_score" in str(body["detail"][0]["loc"])
+    status, body = predict(sequence_service[0], {"inputs": TEXTS, "min_score": 0.5})
+    assert status == 422 and "min_score applies to token runs only" in messages(body)
+
+
 def test_concurrent_clients_get_their_own_answers_from_merged_batches(sequence_service):
     url, classifier = sequence_service
     texts = [f"{TEXTS[i % 3]} {' and'.join(['good'] * (i % 5))} {i}" for i in range(16)]

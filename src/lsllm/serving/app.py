@@ -13,7 +13,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from lsllm.errors import LsllmError
-from lsllm.predictions import SequencePrediction, TokenPrediction, check_input, check_top_k
+from lsllm.predictions import (
+    SequencePrediction,
+    TokenPrediction,
+    check_input,
+    check_min_score,
+    check_top_k,
+    drop_weak_entities,
+)
 from lsllm.serving.batcher import MicroBatcher
 from lsllm.serving.options import ServeOptions, timeout_detail
 
@@ -29,7 +36,7 @@ class PredictRequest(BaseModel):
         json_schema_extra={
             "examples": [
                 {"inputs": ["a gorgeous, witty film", "a dull plot"], "top_k": 2},
-                {"inputs": "Angela Merkel visited Paris"},
+                {"inputs": "Angela Merkel visited Paris", "min_score": 0.5},
                 {"inputs": [["Angela", "Merkel", "visited", "Paris"]]},
             ]
         },
@@ -44,6 +51,13 @@ class PredictRequest(BaseModel):
         default=None,
         ge=1,
         description="Sequence runs only: also return the k most probable labels of each input, as 'top'.",
+    )
+    min_score: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Token runs only: leave out the entities whose score (the mean of their words' tag"
+        " probabilities) is below this; tags and word scores stay as predicted.",
     )
 
 
@@ -107,6 +121,10 @@ def prepare_inputs(request: PredictRequest, classifier: Classifier, options: Ser
         check_top_k(request.top_k, config.task)
     except LsllmError as error:
         raise invalid(str(error), "top_k") from None
+    try:
+        check_min_score(request.min_score, config.task)
+    except LsllmError as error:
+        raise invalid(str(error), "min_score") from None
     prepared = []
     for i, item in enumerate(items):
         loc = ("inputs",) if single else ("inputs", i)
@@ -276,7 +294,7 @@ def create_app(classifier: Classifier, options: ServeOptions | None = None) -> F
             rows = answer.result()
         except LsllmError as error:
             raise invalid(str(error), "inputs") from None
-        return PredictResponse(predictions=rows)
+        return PredictResponse(predictions=drop_weak_entities(rows, request.min_score))
 
     @app.get("/health", response_model=Health)
     async def health() -> Health:
