@@ -73,9 +73,23 @@ SEQUENCE_LABELS = ["neg", "pos", "neutral"]
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 
 
-def lora_model(model_path, task: str, attention: str, pooling: str = "last", seed: int = 0):
+def lora_model(
+    model_path,
+    task: str,
+    attention: str,
+    pooling: str = "last",
+    seed: int = 0,
+    bidirectional_layers: str | None = None,
+):
     """A run's config, labels and a LoRA-wrapped model with a random head, as training starts them."""
-    config = TrainConfig(model=str(model_path), task=task, attention=attention, pooling=pooling, lora_r=4)
+    config = TrainConfig(
+        model=str(model_path),
+        task=task,
+        attention=attention,
+        pooling=pooling,
+        lora_r=4,
+        bidirectional_layers=bidirectional_layers,
+    )
     labels = LabelMap.from_names(SEQUENCE_LABELS if task == "sequence" else TAGS)
     torch.manual_seed(seed)
     return config, labels, add_lora(build_model(config, len(labels)), 4, 8, 0.0, None)
@@ -88,18 +102,27 @@ def untrained_classifier(
     pooling: str = "last",
     padding_side: str | None = None,
     seed: int = 0,
+    layers: str | None = None,
 ) -> Classifier:
-    """A classifier with a random head: enough to test what the method computes, without training."""
-    config, labels, model = lora_model(model_path, task, attention, pooling, seed)
+    """A classifier with a random head: enough to test what the method computes, without training;
+    `layers` unmasks only those layers (--bidirectional-layers)."""
+    config, labels, model = lora_model(model_path, task, attention, pooling, seed, layers)
     tokenizer = load_tokenizer(str(model_path))
     if padding_side:
         tokenizer.padding_side = padding_side
     return Classifier(model, tokenizer, TaskData(config, labels, Encoder(tokenizer, config.max_length)))
 
 
-def saved_run(model_path, folder, task: str, attention: str, pooling: str = "last") -> Path:
+def saved_run(
+    model_path,
+    folder,
+    task: str,
+    attention: str,
+    pooling: str = "last",
+    bidirectional_layers: str | None = None,
+) -> Path:
     """A run folder as training leaves it, with non-zero LoRA weights (so merging them changes the model)."""
-    config, labels, model = lora_model(model_path, task, attention, pooling)
+    config, labels, model = lora_model(model_path, task, attention, pooling, 0, bidirectional_layers)
     for name, parameter in model.named_parameters():
         if "lora_B" in name:
             parameter.data.normal_(0, 0.5)

@@ -340,3 +340,15 @@ def test_export_errors_are_one_line(cli_runs, tiny_model, tmp_path, in_process):
     (occupied / "notes.txt").write_text("keep me")
     assert "not replaced" in export_error(root / "seq-run", occupied)
     assert (occupied / "notes.txt").read_text() == "keep me" and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("spelling", [["--bidirectional-layers", "-9:-5"], ["--bidirectional-layers=-9:-5"]])
+def test_a_layer_range_that_starts_with_a_dash_is_read_as_a_value(
+    cli_runs, tiny_model, tmp_path, in_process, spelling
+):
+    """Both spellings reach the model, which names its own layers in the error (it has 2)."""
+    _, _, ner = cli_runs
+    error = one_line_error(
+        in_process(*train_args(tiny_model, "token", ner, tmp_path / "out", "--epochs", "1", *spelling))
+    )
+    assert "--bidirectional-layers -9:-5 selects none of this model's 2 layers" in error

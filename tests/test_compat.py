@@ -38,6 +38,29 @@ def test_transformers_still_enables_gradient_checkpointing(tiny_model):
     assert backbone.is_activation_checkpointing if renamed else backbone.is_gradient_checkpointing
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
+def test_transformers_still_hands_each_layer_its_mask_and_our_keyword(tiny_models, arch):
+    """What layer-wise unmasking relies on: layers in `.layers`, each called with `attention_mask` and
+    with the extra keywords given to the backbone's forward."""
+    backbone = AutoModel.from_pretrained(tiny_models[arch])
+    layers = _compat.decoder_layers(backbone)
+    assert layers == list(backbone.layers) and len(layers) == backbone.config.num_hidden_layers
+    seen = []
+
+    def record(layer, args, kwargs):
+        seen.append(_compat.with_layer_attention_mask(layer, kwargs, "replaced")["attention_mask"])
+        seen.append(kwargs.pop("marker"))
+        return args, kwargs
+
+    for layer in layers:
+        layer.register_forward_pre_hook(record, with_kwargs=True)
+    ids = torch.tensor([[3, 4, 5]])
+    backbone(input_ids=ids, attention_mask=torch.ones_like(ids), marker="passed on")
+    assert seen == ["replaced", "passed on"] * len(layers)
+    with pytest.raises(TypeError, match="keyword attention_mask"):
+        _compat.with_layer_attention_mask(layers[0], {}, None)
+
+
 def test_a_config_forgets_its_gguf_quantization():
     config = LlamaConfig(hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2)
     config.quantization_config = {"quant_method": "gguf"}

@@ -20,6 +20,7 @@ CASES = [
     ("sequence", "bidirectional", "mean"),
     ("token", "causal", "last"),
     ("token", "bidirectional", "last"),
+    ("token", "bidirectional", "last", "-1:"),  # layer-wise: only the last layer unmasked
 ]
 MERGE = {"unmerged": False, "merged": True}
 

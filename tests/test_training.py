@@ -54,13 +54,25 @@ def token_run(tiny_models, tmp_path_factory):
     return run, files
 
 
-@pytest.mark.parametrize("run_name", ["sequence_run", "token_run"])
+@pytest.fixture(scope="module")
+def layerwise_token_run(tiny_models, tmp_path_factory):
+    """Layer-wise unmasking: only the last of the two layers attends both ways."""
+    files = write_splits(tmp_path_factory.mktemp("layerwise"), ner_rows, LARGER)
+    run = train_run(
+        tiny_models["mistral"], files, "token", files["train"].parent / "run", bidirectional_layers="-1:"
+    )
+    return run, files
+
+
+@pytest.mark.parametrize("run_name", ["sequence_run", "token_run", "layerwise_token_run"])
 def test_loss_falls_and_the_model_learns(run_name, request):
     result, _ = request.getfixturevalue(run_name)
     curve = losses(result.run_dir)
     per_epoch = LARGER["train"] // FAST["batch_size"]  # steps; compare whole epochs, not noisy single steps
     assert sum(curve[-per_epoch:]) < 0.6 * sum(curve[:per_epoch])
     headline = "accuracy" if run_name == "sequence_run" else "f1"
+    if run_name == "layerwise_token_run":  # saved in the run, and so honoured wherever it is loaded
+        assert lsllm.TrainConfig.from_yaml(result.run_dir / "config.yaml").bidirectional_layers == "-1:"
     assert result.metrics["test"][headline] > 0.8
 
 
@@ -99,6 +111,7 @@ print(json.dumps(classifier.predict(json.loads(sys.argv[2]))))
     [
         ("sequence_run", ["the film was good", "the plot was awful and boring", "lovely"]),
         ("token_run", ["John Smith visited Paris", ["Mary", "Jones", "and", "the", "film"]]),
+        ("layerwise_token_run", ["John Smith visited Paris", ["Mary", "Jones", "and", "the", "film"]]),
     ],
 )
 def test_reloaded_run_predicts_identically_in_a_new_process(run_name, inputs, request):

@@ -24,14 +24,16 @@ CORPUS = [
     "what a wonderful , lovely , terrible , boring movie !",
 ]
 
-SIZES = dict(
-    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
-)
+SIZES = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2)
 ARCHITECTURES = {
-    "llama": lambda vocab: LlamaConfig(vocab_size=vocab, max_position_embeddings=256, **SIZES),
-    "qwen2": lambda vocab: Qwen2Config(vocab_size=vocab, max_position_embeddings=256, **SIZES),
-    "mistral": lambda vocab: MistralConfig(
-        vocab_size=vocab, max_position_embeddings=256, sliding_window=None, **SIZES
+    "llama": lambda vocab, layers=2: LlamaConfig(
+        vocab_size=vocab, max_position_embeddings=256, num_hidden_layers=layers, **SIZES
+    ),
+    "qwen2": lambda vocab, layers=2: Qwen2Config(
+        vocab_size=vocab, max_position_embeddings=256, num_hidden_layers=layers, **SIZES
+    ),
+    "mistral": lambda vocab, layers=2: MistralConfig(
+        vocab_size=vocab, max_position_embeddings=256, sliding_window=None, num_hidden_layers=layers, **SIZES
     ),
 }
 
@@ -50,12 +52,12 @@ def byte_level_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>")
 
 
-def build_tiny_model(arch: str, folder: Path, seed: int = 0) -> Path:
+def build_tiny_model(arch: str, folder: Path, seed: int = 0, layers: int = 2) -> Path:
     """Save a random `arch` model and tokenizer to `folder`, the way a user's local model folder looks."""
     byte_level_tokenizer().save_pretrained(folder)
     vocab = len(AutoTokenizer.from_pretrained(folder))  # some families rebuild the tokenizer and add tokens
     torch.manual_seed(seed)
-    AutoModel.from_config(ARCHITECTURES[arch](vocab)).save_pretrained(folder)
+    AutoModel.from_config(ARCHITECTURES[arch](vocab, layers)).save_pretrained(folder)
     return folder
 
 

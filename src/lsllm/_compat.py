@@ -55,6 +55,23 @@ def attention_implementation(config: Any) -> str:
     return config._attn_implementation
 
 
+def with_layer_attention_mask(layer: nn.Module, kwargs: dict, mask: Any) -> dict:
+    """A decoder layer's call arguments with its attention mask replaced. transformers 5.x decoders
+    (Llama, Qwen2, Mistral, Gemma, ...) hand each layer the mask as the keyword `attention_mask` and pass
+    their forward's extra keywords on to every layer, which is how a per-layer mask reaches it."""
+    if "attention_mask" not in kwargs:
+        raise TypeError(f"{type(layer).__name__} is not given its mask as the keyword attention_mask")
+    return {**kwargs, "attention_mask": mask}
+
+
+def decoder_layers(backbone: nn.Module) -> list[nn.Module]:
+    """The backbone's decoder layers in order. transformers 5.x decoders keep them in `.layers`."""
+    layers = getattr(backbone, "layers", None)
+    if layers is None:
+        raise TypeError(f"{type(backbone).__name__} keeps no decoder layers in .layers")
+    return list(layers)
+
+
 def enable_gradient_checkpointing(model: nn.Module) -> None:
     """Non-reentrant checkpointing (works with a frozen embedding under LoRA). transformers 5.x renamed
     `gradient_checkpointing_enable` to `activation_checkpointing_enable`; either is taken."""

@@ -16,7 +16,7 @@ from lsllm.atomic import swap_in_dir, write_json_atomic
 from lsllm.config import YAML_END, TrainConfig, read_yaml
 from lsllm.data.labels import LabelMap
 from lsllm.errors import LsllmError, first_line
-from lsllm.modeling.attention import check_attention
+from lsllm.modeling.attention import backbone_attention, check_attention, check_layerwise
 from lsllm.modeling.backbone import load_tokenizer
 from lsllm.modeling.hf import HF_CLASSES, MODEL_TYPE
 from lsllm.modeling.model import LabelSupervisedModel, build_model
@@ -223,7 +223,13 @@ class ExportFolder(TrainedFolder):
             )
         exported.merge_lora()
         model = exported.lsllm
-        check_attention(model.backbone, config.attention, model.config.vocab_size)
+        check_attention(
+            model.backbone,
+            backbone_attention(config.attention, config.bidirectional_layers),
+            model.config.vocab_size,
+        )
+        if model.layerwise:
+            check_layerwise(model)
         return model
 
 

@@ -277,6 +277,21 @@ def run_export(args: argparse.Namespace) -> None:
     print(f"{'merged' if args.merge else 'unmerged'} export written to {folder}")
 
 
+# Flags whose values may start with a dash (a slice such as -4:), which argparse would take for a flag.
+DASH_VALUED = ("--bidirectional-layers",)
+
+
+def join_dash_values(argv: list[str]) -> list[str]:
+    """`--bidirectional-layers -4:` as `--bidirectional-layers=-4:`, so both spellings work."""
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] in DASH_VALUED and arg.startswith("-") and ":" in arg:
+            joined[-1] = f"{joined[-1]}={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="lsllm: %(levelname)s: %(message)s", level=logging.WARNING)
     logging.getLogger("lsllm").setLevel(logging.INFO)
@@ -284,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()  # weight-loading bars would break one-line errors
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
     commands = {
         "train": run_train,
         "eval": run_eval,

@@ -70,6 +70,12 @@ class TrainConfig:
         " bidirectional for token",
         choices=ATTENTION_MODES,
     )
+    bidirectional_layers: str | None = option(
+        None,
+        "layer-wise unmasking: only these layers attend both ways, the rest stay causal; a Python slice of"
+        " layer numbers: -4: the last 4, :4 the first 4, 8: layer 8 and up (implies --attention"
+        " bidirectional)",
+    )
     pooling: str = option("last", "how token states become one vector (sequence task)", choices=POOLING_MODES)
     text_field: list[str] = option(["text"], "text column(s); repeat the flag to join several fields")
     text_pair: bool = option(False, "encode exactly two text fields as a tokenizer pair instead of joining")
@@ -149,6 +155,8 @@ class TrainConfig:
     trust_remote_code: bool = option(False, "allow model code from the model folder/hub (off unless you ask)")
 
     def __post_init__(self) -> None:
+        if self.attention is None and self.bidirectional_layers is not None:
+            self.attention = "bidirectional"
         if self.attention is None and self.task in TASKS:
             self.attention = "bidirectional" if self.task == "token" else "causal"
 
@@ -173,6 +181,13 @@ class TrainConfig:
         for name in ("max_train_examples", "max_dev_examples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise LsllmError(f"--{flag(name)} must be at least 1, not {getattr(self, name)}")
+        if self.bidirectional_layers is not None:
+            layer_slice(self.bidirectional_layers)
+            if self.attention != "bidirectional":
+                raise LsllmError(
+                    "--bidirectional-layers unmasks some layers of a bidirectional run; leave out"
+                    " --attention causal"
+                )
         if self.text_pair and len(self.text_field) != 2:
             raise LsllmError("--text-pair needs exactly two --text-field flags")
         if self.task == "token" and (self.template or self.chat_template or self.head_init != "random"):
@@ -233,6 +248,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise LsllmError(f"config file {path} must be a mapping of option: value")
     return values
+
+
+def layer_slice(spec: str) -> slice:
+    """`--bidirectional-layers` as the slice of the backbone's layer list it names."""
+    parts = str(spec).split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start, stop = (int(part) if part.strip() else None for part in parts)
+    except ValueError:
+        raise LsllmError(
+            f"--bidirectional-layers takes a slice of layer numbers such as -4: (the last 4), :4 or 8:,"
+            f" not {spec!r}"
+        ) from None
+    return slice(start, stop)
 
 
 def flag(name: str) -> str:

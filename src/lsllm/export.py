@@ -51,6 +51,7 @@ def export_run(run_dir: str | Path, output: str | Path, merge: bool = False) -> 
         attention=settings.attention,
         pooling=settings.pooling,
         lora=lora,
+        bidirectional_layers=settings.bidirectional_layers,
         id2label=dict(enumerate(names)),
         label2id={name: i for i, name in enumerate(names)},
     )

@@ -13,6 +13,7 @@ from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 from lsllm import _compat
+from lsllm.modeling.attention import backbone_attention
 
 MODEL_TYPE = "lsllm"
 
@@ -27,12 +28,14 @@ class LsllmConfig(PretrainedConfig):
         attention: str = "causal",
         pooling: str = "last",
         lora: dict | None = None,
+        bidirectional_layers: str | None = None,
         **kwargs,
     ) -> None:
         self.backbone = backbone or {}
         self.task = task
         self.attention = attention
         self.pooling = pooling
+        self.bidirectional_layers = bidirectional_layers
         # peft LoraConfig arguments while the backbone's LoRA layers are kept apart; None once merged.
         self.lora = lora
         super().__init__(**kwargs)
@@ -46,7 +49,7 @@ class LsllmConfig(PretrainedConfig):
     def backbone_config(self) -> PretrainedConfig:
         values = dict(self.backbone)
         config = AutoConfig.for_model(values.pop("model_type"), **values)
-        config.is_causal = self.attention == "causal"
+        config.is_causal = backbone_attention(self.attention, self.bidirectional_layers) == "causal"
         return config
 
 
@@ -70,7 +73,13 @@ class _LsllmModel(PreTrainedModel):
             from peft import LoraConfig, inject_adapter_in_model
 
             inject_adapter_in_model(LoraConfig(**config.lora), backbone)
-        self.lsllm = LabelSupervisedModel(backbone, config.num_labels, config.task, config.pooling)
+        self.lsllm = LabelSupervisedModel(
+            backbone,
+            config.num_labels,
+            config.task,
+            config.pooling,
+            bidirectional_layers=config.bidirectional_layers,
+        )
         self.post_init()
 
     def merge_lora(self) -> None:

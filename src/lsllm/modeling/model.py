@@ -9,8 +9,10 @@ from torch import nn
 from lsllm import _compat
 from lsllm.config import TrainConfig
 from lsllm.data.encoding import IGNORE_INDEX
+from lsllm.errors import LsllmError
+from lsllm.modeling.attention import LAYER_MASK, backbone_attention, check_layerwise, unmask_layers
 from lsllm.modeling.backbone import load_backbone, resolve_model
-from lsllm.modeling.packing import PACKABLE_ATTENTION, plan_packing
+from lsllm.modeling.packing import PACKABLE_ATTENTION, padded_layout, plan_packing
 from lsllm.modeling.pooling import pool
 
 
@@ -18,7 +20,13 @@ class LabelSupervisedModel(nn.Module):
     """Backbone without its language-model head, plus a head that maps hidden states to label logits."""
 
     def __init__(
-        self, backbone: nn.Module, num_labels: int, task: str, pooling: str, packing: bool = True
+        self,
+        backbone: nn.Module,
+        num_labels: int,
+        task: str,
+        pooling: str,
+        packing: bool = True,
+        bidirectional_layers: str | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -26,6 +34,15 @@ class LabelSupervisedModel(nn.Module):
         self.task = task
         self.pooling = pooling
         self.packing = packing
+        self.layerwise = bidirectional_layers is not None
+        if self.layerwise:
+            implementation = _compat.attention_implementation(self.config)
+            if implementation not in PACKABLE_ATTENTION or not self.config.is_causal:
+                raise LsllmError(
+                    f"layer-wise unmasking needs a causal backbone with eager or sdpa attention, not"
+                    f" {implementation}; pass --attn-implementation sdpa"
+                )
+            unmask_layers(backbone, bidirectional_layers)
         self.head = nn.Linear(backbone.config.hidden_size, num_labels, dtype=torch.float32)
         # Start like transformers' own classification heads: small normal weights, zero bias. PyTorch's
         # default Linear init starts from larger logits and learned slower (SST-2 in bench/: 66.9% -> 75.3%).
@@ -55,17 +72,19 @@ class LabelSupervisedModel(nn.Module):
         implementation = _compat.attention_implementation(self.config)
         packable = self.packing and implementation in PACKABLE_ATTENTION
         packing = plan_packing(attention_mask) if packable else None
+        if packing is None and self.layerwise:  # every layer is handed an explicit mask
+            packing = padded_layout(attention_mask)
         # No key/value cache: nothing is generated, and filling one costs a copy per layer.
         if packing is None:
             return self.backbone(
                 input_ids=input_ids, attention_mask=attention_mask, use_cache=False
             ).last_hidden_state
-        mask = packing.attention_mask(self.config.is_causal, implementation, self.backbone.dtype)
+        dtype = self.backbone.dtype
+        masks = {"attention_mask": packing.attention_mask(self.config.is_causal, implementation, dtype)}
+        if self.layerwise:
+            masks[LAYER_MASK] = packing.attention_mask(False, implementation, dtype)
         packed = self.backbone(
-            input_ids=packing.gather(input_ids),
-            attention_mask=mask,
-            position_ids=packing.position_ids,
-            use_cache=False,
+            input_ids=packing.gather(input_ids), position_ids=packing.position_ids, use_cache=False, **masks
         ).last_hidden_state
         return packing.scatter(packed, *input_ids.shape)
 
@@ -74,9 +93,14 @@ def build_model(config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
     """The run's backbone (fp32, its attention mode checked) under a fresh head, before LoRA."""
     backbone = load_backbone(
         resolve_model(config.model),
-        config.attention,
+        backbone_attention(config.attention, config.bidirectional_layers),
         torch.float32,
         config.attn_implementation,
         config.trust_remote_code,
     )
-    return LabelSupervisedModel(backbone, num_labels, config.task, config.pooling, config.packing)
+    model = LabelSupervisedModel(
+        backbone, num_labels, config.task, config.pooling, config.packing, config.bidirectional_layers
+    )
+    if model.layerwise:
+        check_layerwise(model)
+    return model

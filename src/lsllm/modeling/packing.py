@@ -50,6 +50,16 @@ class Packing:
         )
 
 
+def padded_layout(attention_mask: torch.Tensor) -> Packing:
+    """The padded batch as it is, one example per row, for when every layer needs an explicit mask."""
+    batch, length = attention_mask.shape
+    real = attention_mask.bool()
+    rows = torch.arange(batch, device=real.device).unsqueeze(1).expand(batch, length)
+    flat = torch.arange(batch * length, device=real.device).reshape(batch, length)
+    positions = (real.long().cumsum(dim=1) - 1).clamp(min=0)
+    return Packing(flat.masked_fill(~real, -1), rows.masked_fill(~real, -1), positions)
+
+
 def first_fit_rows(lengths: list[int], width: int) -> list[list[int]]:
     """Examples grouped into rows of at most `width` tokens, longest first (first-fit decreasing)."""
     rows: list[list[int]] = []
