@@ -19,6 +19,7 @@ LAYERS = [
     ["lsllm.metrics", "lsllm.predictions"],
     ["lsllm.artifacts", "lsllm.checkpoints"],
     ["lsllm.inference"],
+    ["lsllm.adaptation"],
     ["lsllm.training"],
     ["lsllm.model_card", "lsllm.export"],
     ["lsllm.serving"],

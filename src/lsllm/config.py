@@ -76,6 +76,12 @@ class TrainConfig:
         " layer numbers: -4: the last 4, :4 the first 4, 8: layer 8 and up (implies --attention"
         " bidirectional)",
     )
+    mntp_steps: int = option(
+        0,
+        "bidirectional runs: first adapt the LoRA weights to the unmasked attention with this many steps of"
+        " masked next-token prediction on the training texts (LLM2Vec's MNTP), then train on the labels",
+    )
+    mntp_mask_ratio: float = option(0.2, "share of tokens masked in each --mntp-steps step")
     pooling: str = option("last", "how token states become one vector (sequence task)", choices=POOLING_MODES)
     text_field: list[str] = option(["text"], "text column(s); repeat the flag to join several fields")
     text_pair: bool = option(False, "encode exactly two text fields as a tokenizer pair instead of joining")
@@ -188,6 +194,16 @@ class TrainConfig:
                     "--bidirectional-layers unmasks some layers of a bidirectional run; leave out"
                     " --attention causal"
                 )
+        if self.mntp_steps < 0 or not 0 < self.mntp_mask_ratio < 1:
+            raise LsllmError(
+                f"--mntp-steps must be at least 0 (not {self.mntp_steps}) and --mntp-mask-ratio between 0"
+                f" and 1 (not {self.mntp_mask_ratio})"
+            )
+        if self.mntp_steps and self.attention != "bidirectional":
+            raise LsllmError(
+                "--mntp-steps adapts a decoder to bidirectional attention; use it with --attention"
+                " bidirectional or --bidirectional-layers"
+            )
         if self.text_pair and len(self.text_field) != 2:
             raise LsllmError("--text-pair needs exactly two --text-field flags")
         if self.task == "token" and (self.template or self.chat_template or self.head_init != "random"):

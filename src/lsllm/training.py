@@ -11,6 +11,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from lsllm import _compat
+from lsllm.adaptation import adapt_with_mntp, mask_token_id
 from lsllm.artifacts import CHECKPOINTS, METRICS, TRAINING_LOG, RunFolder
 from lsllm.atomic import write_json_atomic, write_text_atomic
 from lsllm.checkpoints import ManifestCallback, newest_intact, step_of
@@ -144,23 +145,31 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     model = add_lora(core, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
     run.save_setup(config, data.labels, tokenizer)
 
+    collator = Collator(tokenizer.pad_token_id, tokenizer.padding_side)
+    checkpoint = newest_intact(run.path / CHECKPOINTS) if resume else None
+    if resume and checkpoint is None:
+        logger.warning(
+            "no intact checkpoint in %s to resume from; training from the start", run.path / CHECKPOINTS
+        )
+    if resume:  # from the start, MNTP's records too: it runs again
+        forget_log_after(run.path / TRAINING_LOG, step_of(checkpoint) if checkpoint else -1)
+    if config.mntp_steps and checkpoint is None:  # a checkpoint's LoRA weights have been through it
+        rows = output_embeddings(model_path, core.backbone)
+        bf16 = resolve_precision(config.precision) == "bf16"
+        adapt_with_mntp(
+            model, rows, train_set, collator, config, mask_token_id(tokenizer), run.path / TRAINING_LOG, bf16
+        )
+
     steps_per_epoch = -(-len(train_set) // (config.batch_size * config.grad_accum))
     trainer = Trainer(
         model=model,
         args=training_arguments(config, run, steps_per_epoch),
         train_dataset=train_set,
         eval_dataset=dev_set,
-        data_collator=Collator(tokenizer.pad_token_id, tokenizer.padding_side),
+        data_collator=collator,
         compute_metrics=trainer_metrics(config.task, data.labels.names),
         callbacks=[JsonlLogCallback(run.path / TRAINING_LOG), ManifestCallback()],
     )
-    checkpoint = newest_intact(run.path / CHECKPOINTS) if resume else None
-    if resume and checkpoint is None:
-        logger.warning(
-            "no intact checkpoint in %s to resume from; training from the start", run.path / CHECKPOINTS
-        )
-    if resume:
-        forget_log_after(run.path / TRAINING_LOG, step_of(checkpoint))
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     run.save_weights(model)
     best_checkpoint = trainer.state.best_model_checkpoint
