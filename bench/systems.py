@@ -45,6 +45,7 @@ def _lsllm(
     attention: str,
     pooling: str,
     prompt: bool = False,
+    **options,
 ) -> dict:
     from bench.recipe import lsllm_config
     from lsllm import load, train
@@ -52,6 +53,7 @@ def _lsllm(
     config = lsllm_config(SMOLLM2, task, paths, labels, settings, work_dir / "run", attention, pooling)
     if prompt:
         config = dataclasses.replace(config, **instruction_prompt(task))
+    config = dataclasses.replace(config, **options)
     result, train_seconds = timed(lambda: train(config))
     classifier = load(result.run_dir)
     metrics, eval_seconds = timed(lambda: classifier.evaluate(str(paths["evaluation"])))
@@ -112,6 +114,18 @@ SYSTEMS = {
         "LS-unLLaMA (lsllm, bidirectional; mean pooling)",
         BOTH,
         partial(_lsllm, attention="bidirectional", pooling="mean"),
+    ),
+    "ls-unllama-mntp": System(
+        "LS-unLLaMA after 100 steps of MNTP on the training texts (lsllm --mntp-steps 100)",
+        BOTH,
+        partial(_lsllm, attention="bidirectional", pooling="mean", mntp_steps=100),
+        only=("sst2", "conll2003"),
+    ),
+    "ls-unllama-upper": System(
+        "LS-unLLaMA in the upper half of the layers only (lsllm --bidirectional-layers 15:)",
+        ("token",),
+        partial(_lsllm, attention="bidirectional", pooling="mean", bidirectional_layers="15:"),
+        only=("conll2003",),
     ),
     "ls-unllama-max": System(
         "LS-unLLaMA with max pooling (ablation, SST-2)",
