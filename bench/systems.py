@@ -127,6 +127,18 @@ SYSTEMS = {
         partial(_lsllm, attention="bidirectional", pooling="mean", bidirectional_layers="15:"),
         only=("conll2003",),
     ),
+    "ls-unllama-words": System(
+        "LS-unLLaMA, head from the entity-type words (lsllm --head-init label-words, PER=person ...)",
+        ("token",),
+        partial(
+            _lsllm,
+            attention="bidirectional",
+            pooling="mean",
+            head_init="label-words",
+            label_words=["PER= person", "LOC= location", "ORG= organization", "MISC= miscellaneous"],
+        ),
+        only=("conll2003",),
+    ),
     "ls-unllama-max": System(
         "LS-unLLaMA with max pooling (ablation, SST-2)",
         ("sequence",),

@@ -102,8 +102,9 @@ class TrainConfig:
     )
     head_init: str = option(
         "random",
-        "start the head from random numbers, or (label-words, sequence task) from the language-model head's"
-        " rows of each label's word, so that before training it scores what zero-shot prompting scores",
+        "start the head from random numbers, or (label-words) from the language-model head's rows of each"
+        " label's word, so that before training it scores what zero-shot prompting scores (token task:"
+        " each tag's entity type, e.g. PER=person)",
         choices=HEAD_INITS,
     )
     label_words: list[str] | None = option(
@@ -206,10 +207,9 @@ class TrainConfig:
             )
         if self.text_pair and len(self.text_field) != 2:
             raise LsllmError("--text-pair needs exactly two --text-field flags")
-        if self.task == "token" and (self.template or self.chat_template or self.head_init != "random"):
+        if self.task == "token" and (self.template or self.chat_template):
             raise LsllmError(
-                "--template, --chat-template and --head-init label-words are for sequence runs; leave them"
-                " out for --task token"
+                "--template and --chat-template are for sequence runs; leave them out for --task token"
             )
         if self.template is not None and "{text}" not in self.template:
             raise LsllmError(

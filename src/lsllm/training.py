@@ -22,7 +22,13 @@ from lsllm.data.task import TaskData, label_map_for, read_examples, subsample
 from lsllm.inference import Classifier
 from lsllm.metrics import selection_metric, sequence_metrics, token_metrics
 from lsllm.modeling.backbone import load_tokenizer, resolve_model
-from lsllm.modeling.head_init import first_tokens, init_head_from_label_words, label_words, output_embeddings
+from lsllm.modeling.head_init import (
+    first_tokens,
+    init_head_from_label_words,
+    label_words,
+    output_embeddings,
+    tag_words,
+)
 from lsllm.modeling.lora import add_lora
 from lsllm.modeling.model import build_model
 from lsllm.modeling.precision import resolve_precision
@@ -131,9 +137,12 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
 
     core = build_model(config, len(data.labels))
     if config.head_init == "label-words":
-        words = label_words(data.labels.names, config.label_words, config.chat_template)
-        rows = output_embeddings(model_path, core.backbone)
-        init_head_from_label_words(core.head, rows, first_tokens(tokenizer, words))
+        if config.task == "token":
+            tokens = first_tokens(tokenizer, tag_words(data.labels.names, config.label_words), distinct=False)
+        else:
+            words = label_words(data.labels.names, config.label_words, config.chat_template)
+            tokens = first_tokens(tokenizer, words)
+        init_head_from_label_words(core.head, output_embeddings(model_path, core.backbone), tokens)
     if resolve_precision(config.precision) == "bf16":
         # The frozen backbone is stored in bf16 (LoRA and the head stay fp32, under autocast): autocast
         # alone casts every frozen weight again at every call. Training steps on SmolLM2 on an AVX-512

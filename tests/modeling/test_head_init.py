@@ -13,7 +13,13 @@ from lsllm.data.encoding import Encoder
 from lsllm.data.examples import SequenceExample
 from lsllm.errors import LsllmError
 from lsllm.modeling.backbone import load_tokenizer
-from lsllm.modeling.head_init import first_tokens, init_head_from_label_words, label_words, output_embeddings
+from lsllm.modeling.head_init import (
+    first_tokens,
+    init_head_from_label_words,
+    label_words,
+    output_embeddings,
+    tag_words,
+)
 from lsllm.modeling.model import build_model
 from tests.helpers import write_jsonl
 from tests.tiny import build_tiny_causal_lm
@@ -51,6 +57,39 @@ def test_label_words_default_to_the_labels_after_a_space_and_can_be_given():
     assert label_words(["neg", "pos"], ["neg= bad"], chat=False) == [" bad", " pos"]
     with pytest.raises(LsllmError, match="names labels the run does not have \\(neutral\\)"):
         label_words(["neg", "pos"], ["neutral= meh"], chat=False)
+
+
+@torch.no_grad()
+def test_a_causal_token_head_starts_as_the_next_word_logits_of_each_entity_type(causal_lm):
+    """The token analogue: each word's tag scores are the language model's logits, at that token, of
+    the tag's entity-type word coming next."""
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    config = TrainConfig(model=str(causal_lm), task="token", attention="causal", head_init="label-words")
+    tokenizer = load_tokenizer(str(causal_lm))
+    model = build_model(config, len(tags)).eval()
+    tokens = first_tokens(tokenizer, tag_words(tags, ["PER= good", "LOC= bad"]), distinct=False)
+    init_head_from_label_words(model.head, output_embeddings(str(causal_lm), model.backbone), tokens)
+    ids = torch.tensor([tokenizer("John Smith visited Paris")["input_ids"]])
+    ours = model(input_ids=ids, attention_mask=torch.ones_like(ids))["logits"][0]
+    theirs = AutoModelForCausalLM.from_pretrained(causal_lm).eval()(input_ids=ids).logits[0][:, tokens]
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert torch.equal(ours[:, 1], ours[:, 2])  # B-PER and I-PER start alike; training tells them apart
+
+
+def test_tag_words_come_from_entity_types_and_can_be_given():
+    tags = ["O", "B-PER", "I-PER", "B-MISC"]
+    assert tag_words(tags, None) == [" other", " per", " per", " misc"]
+    given = ["PER= person", "B-MISC= thing", "O= none"]
+    assert tag_words(tags, given) == [" none", " person", " person", " thing"]
+    with pytest.raises(LsllmError, match="tags or entity types the run does not have \\(ORG\\)"):
+        tag_words(tags, ["ORG= company"])
+
+
+def test_different_words_that_start_alike_are_refused_for_tags_too(causal_lm):
+    tokenizer = load_tokenizer(str(causal_lm))
+    assert len(first_tokens(tokenizer, [" good", " good"], distinct=False)) == 2
+    with pytest.raises(LsllmError, match="start with the same token"):
+        first_tokens(tokenizer, [" good", " goodness", " good"], distinct=False)
 
 
 def test_words_that_start_alike_are_refused(causal_lm):

@@ -24,15 +24,38 @@ def label_words(names: list, given: list[str] | None, chat: bool) -> list[str]:
     return [chosen.get(str(name), str(name) if chat else f" {name}") for name in names]
 
 
-def first_tokens(tokenizer, words: list[str]) -> list[int]:
-    """The token the model would say first for each word; two labels may not share it."""
+def tag_words(tags: list, given: list[str] | None) -> list[str]:
+    """The word for each tag of a token task: its entity type's (B-PER and I-PER both say " person" given
+    PER=person; a pair for the tag itself wins), by default the type in lower case after a space; O is
+    " other" unless given."""
+    chosen = dict(entry.split("=", 1) for entry in given or [])
+    types = {str(tag): str(tag).split("-", 1)[-1] for tag in tags}
+    unknown = sorted(set(chosen) - set(types) - set(types.values()))
+    if unknown:
+        raise LsllmError(
+            f"--label-words names tags or entity types the run does not have ({', '.join(unknown)}); its"
+            f" tags are: {', '.join(types)}"
+        )
+    fallback = {tag: " other" if tag == "O" else f" {kind.lower()}" for tag, kind in types.items()}
+    return [chosen.get(tag) or chosen.get(kind) or fallback[tag] for tag, kind in types.items()]
+
+
+def first_tokens(tokenizer, words: list[str], distinct: bool = True) -> list[int]:
+    """The token the model would say first for each word; unless `distinct` is off (the tags of one
+    entity type share their word), two labels may not share it."""
     tokens = []
     for word in words:
         ids = tokenizer(word, add_special_tokens=False)["input_ids"]
         if not ids:
             raise LsllmError(f"label word {word!r} has no tokens; give another with --label-words")
         tokens.append(ids[0])
-    shared = sorted({w for w, t in zip(words, tokens, strict=True) if tokens.count(t) > 1})
+    clashing = [
+        (i, j)
+        for i in range(len(words))
+        for j in range(i + 1, len(words))
+        if tokens[i] == tokens[j] and (distinct or words[i] != words[j])
+    ]
+    shared = sorted({words[k] for pair in clashing for k in pair})
     if shared:
         raise LsllmError(
             f"label words {', '.join(map(repr, shared))} start with the same token, so their rows would be"
