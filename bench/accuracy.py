@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import shutil
 import sys
@@ -33,7 +34,7 @@ from bench.common import (
     run_child,
     task_labels,
 )
-from bench.datasets import SPLITS, TASKS, prepare
+from bench.datasets import SPLITS, TASKS, TIERS, prepare
 from bench.systems import SYSTEMS
 from lsllm.atomic import write_json_atomic
 
@@ -59,6 +60,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="shrink every split (smoke tests), e.g. 0.02"
     )
+    parser.add_argument(
+        "--tier",
+        choices=list(TIERS),
+        default="base",
+        help="training data: the budget's examples (base), 4x as many (large), or the whole split (full);"
+        " give each tier its own --results folder",
+    )
     parser.add_argument("--force", action="store_true", help="rerun runs that already have results")
     parser.add_argument("--one", nargs=3, metavar=("TASK", "SYSTEM", "SEED"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -77,12 +85,19 @@ def run_one(args: argparse.Namespace, task_name: str, system_name: str, seed: in
     """Run one system on one task with one seed in this process and save its record."""
     task, system = TASKS[task_name], SYSTEMS[system_name]
     settings = Settings(seed=seed)
-    paths = prepare(task, args.data, args.work / "data", seed, args.scale)
+    paths = prepare(task, args.data, args.work / "data", seed, args.scale, args.tier)
     labels = task_labels(task, paths)
     work_dir = args.work / "runs" / run_name(task_name, system_name, seed)
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
-    result = system.run(task, paths, labels, settings, work_dir)
+    if system.time_of:  # trains for as long as that system took on the same task and seed
+        reference = record_path(args.results, task_name, system.time_of, seed)
+        if not reference.exists():
+            raise SystemExit(f"bench: {system_name} needs the record of {system.time_of} first: {reference}")
+        seconds = json.loads(reference.read_text(encoding="utf-8"))["train_seconds"]
+        result = system.run(task, paths, labels, settings, work_dir, time_budget=seconds)
+    else:
+        result = system.run(task, paths, labels, settings, work_dir)
     train_examples, selection_examples, evaluation_examples = (len(read_jsonl(paths[s])) for s in SPLITS)
     record = {
         "task": task.name,
@@ -101,6 +116,7 @@ def run_one(args: argparse.Namespace, task_name: str, system_name: str, seed: in
             "max_length": task.budget.max_length,
             "evaluation_examples": evaluation_examples,
             "scale": args.scale,
+            "tier": args.tier,
         },
         "settings": settings.to_dict(),
         "metrics": result["metrics"],

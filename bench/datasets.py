@@ -160,12 +160,20 @@ def _subsample(rows: list[dict], size: int, seed: int) -> list[dict]:
     return random.Random(seed).sample(rows, size)
 
 
-def prepare(task: Task, data_dir: Path, work_dir: Path, seed: int, scale: float = 1.0) -> dict[str, Path]:
+# How many times the budget's training examples each tier trains on; None: the whole training split.
+TIERS: dict[str, float | None] = {"base": 1, "large": 4, "full": None}
+
+
+def prepare(
+    task: Task, data_dir: Path, work_dir: Path, seed: int, scale: float = 1.0, tier: str = "base"
+) -> dict[str, Path]:
     """Write the task's three splits as JSONL under `work_dir` (once) and return their paths.
 
-    `scale` shrinks the training and selection subsamples and the evaluation split, for smoke runs.
+    `scale` shrinks the training and selection subsamples and the evaluation split, for smoke runs;
+    `tier` multiplies the training examples (large: 4x) or takes them all (full).
     """
-    folder = work_dir / f"{task.name}-seed{seed}-scale{scale:g}"
+    suffix = "" if tier == "base" else f"-{tier}"
+    folder = work_dir / f"{task.name}-seed{seed}-scale{scale:g}{suffix}"
     paths = {split: folder / f"{split}.jsonl" for split in SPLITS}
     if all(path.exists() for path in paths.values()):
         return paths
@@ -173,7 +181,9 @@ def prepare(task: Task, data_dir: Path, work_dir: Path, seed: int, scale: float 
         raise SystemExit(f"bench: no dataset folder at {data_dir}; pass --data pointing at shared/datasets")
     rows = task.load(data_dir)
     sizes = {
-        "train": round(task.budget.train_examples * scale),
+        "train": round(task.budget.train_examples * scale * TIERS[tier])
+        if TIERS[tier]
+        else round(len(rows["train"]) * scale),
         "selection": round(task.budget.selection_examples * scale),
         "evaluation": len(rows["evaluation"]) if scale >= 1 else round(len(rows["evaluation"]) * scale),
     }

@@ -7,10 +7,11 @@ whose first token is most likely, which is exact because every label starts with
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback
 
 from bench.common import Settings, read_jsonl, timed
 from bench.datasets import Task
@@ -103,6 +104,23 @@ def _selection(prompter: Prompter, metric: str):
     return reduce, compute
 
 
+class StopAfter(TrainerCallback):
+    """End training once `seconds` have passed since it began, evaluating and saving that last state so
+    that dev-set selection sees it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self.started >= self.seconds:
+            control.should_training_stop = control.should_evaluate = control.should_save = True
+        return control
+
+
 def run(
     task: Task,
     paths: dict[str, Path],
@@ -111,8 +129,11 @@ def run(
     settings: Settings,
     work_dir: Path,
     tune: bool,
+    time_budget: float | None = None,
 ) -> dict:
-    """Instruction-tune (tune=True) or prompt zero-shot, then answer by constrained choice."""
+    """Instruction-tune (tune=True) or prompt zero-shot, then answer by constrained choice; with a
+    `time_budget` (seconds), training stops there after a last evaluation, and the best epoch or that
+    last state is kept."""
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path)
     prompter = Prompter(task, tokenizer, labels)
@@ -137,6 +158,7 @@ def run(
             data_collator=lambda features: _pad(features, tokenizer.pad_token_id),
             preprocess_logits_for_metrics=reduce,
             compute_metrics=compute,
+            callbacks=[StopAfter(time_budget)] if time_budget else None,
         )
         _, train_seconds = timed(trainer.train)
         history = trainer.state.log_history

@@ -19,6 +19,7 @@ class System:
     kinds: tuple[str, ...]  # the task kinds it applies to
     run: Callable[..., dict]  # (task, paths, labels, settings, work_dir) -> result
     only: tuple[str, ...] = ()  # restrict to these task names (ablations, to keep the table within time)
+    time_of: str | None = None  # train no longer than this system did on the same task and seed
 
     def applies_to(self, task: Task) -> bool:
         return task.kind in self.kinds and (not self.only or task.name in self.only)
@@ -91,10 +92,12 @@ def _hf(task: Task, paths, labels, settings: Settings, work_dir: Path, encoder: 
     return hf_baseline.run(task, paths, labels, model, settings, work_dir, lora=not encoder)
 
 
-def _instruct(task: Task, paths, labels, settings: Settings, work_dir: Path, tune: bool) -> dict:
+def _instruct(
+    task: Task, paths, labels, settings: Settings, work_dir: Path, tune: bool, time_budget=None
+) -> dict:
     from bench import instruct
 
-    return instruct.run(task, paths, labels, smollm2_path(), settings, work_dir, tune=tune)
+    return instruct.run(task, paths, labels, smollm2_path(), settings, work_dir, tune, time_budget)
 
 
 BOTH = ("sequence", "token")
@@ -149,6 +152,12 @@ SYSTEMS = {
     "minilm": System("all-MiniLM-L6-v2 encoder, full fine-tuning", BOTH, partial(_hf, encoder=True)),
     "instruct-lora": System(
         "Instruction tuning + LoRA (answers the label word)", ("sequence",), partial(_instruct, tune=True)
+    ),
+    "instruct-lora-equal-time": System(
+        "Instruction tuning + LoRA, stopped at the training time of lsllm's prompt system",
+        ("sequence",),
+        partial(_instruct, tune=True),
+        time_of="ls-llama-prompt",
     ),
     "zero-shot": System(
         "Zero-shot prompting of SmolLM2-Instruct", ("sequence",), partial(_instruct, tune=False)

@@ -54,6 +54,26 @@ def test_sst2_selection_is_held_out_of_train_and_evaluation_is_whole(tmp_path):
     assert again["train"].read_text() == paths["train"].read_text()
 
 
+def test_tiers_train_on_four_times_the_budget_or_everything_and_select_alike(tmp_path):
+    data = tmp_path / "datasets"
+    (data / "sst2").mkdir(parents=True)
+    train = "".join(f"phrase number {i} \t{i % 2}\n" for i in range(8000))
+    (data / "sst2" / "train.tsv").write_text("sentence\tlabel\n" + train, encoding="utf-8")
+    (data / "sst2" / "dev.tsv").write_text("sentence\tlabel\ngood \t1\nbad \t0\n", encoding="utf-8")
+    budget = TASKS["sst2"].budget
+    sizes = {}
+    for tier in ("base", "large", "full"):
+        paths = prepare(TASKS["sst2"], data, tmp_path / "work", seed=0, tier=tier)
+        sizes[tier] = {split: len(read(path)) for split, path in paths.items()}
+        assert not {r["text"] for r in read(paths["train"])} & {r["text"] for r in read(paths["selection"])}
+    assert [sizes[tier]["train"] for tier in sizes] == [
+        budget.train_examples,
+        4 * budget.train_examples,
+        8000 - 2000,  # SST-2's selection examples are drawn from 2000 held out of train
+    ]
+    assert len({(s["selection"], s["evaluation"]) for s in sizes.values()}) == 1
+
+
 def test_token_labels_use_every_tag_of_every_split(tmp_path):
     paths = {}
     for split, tags in (

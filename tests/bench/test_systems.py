@@ -24,3 +24,16 @@ def test_the_instruction_prompt_is_a_valid_lsllm_prompt_naming_every_answer_word
     assert filled.startswith(task.description) and filled.endswith("\n\na tweet")
     assert all(word in filled for word in task.label_words.values())
     assert {entry.split("=")[0] for entry in options["label_words"]} == set(task.label_words)
+
+
+@pytest.mark.parametrize("seconds, stops", [(0.0, True), (3600.0, False)])
+def test_equal_time_training_stops_after_its_budget_with_a_last_evaluation(seconds, stops):
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from bench.instruct import StopAfter
+
+    callback, control = StopAfter(seconds), TrainerControl()
+    args, state = TrainingArguments(output_dir="unused", report_to="none"), TrainerState()
+    callback.on_train_begin(args, state, control)
+    callback.on_step_end(args, state, control)
+    assert (control.should_training_stop, control.should_evaluate, control.should_save) == (stops,) * 3
