@@ -113,6 +113,12 @@ SYSTEMS = {
         ("sequence",),
         partial(_lsllm, attention="causal", pooling="last", prompt=True),
     ),
+    "ls-llama-auto": System(
+        "LS-LLaMA in lsllm's own instruction prompt, head from the label words (lsllm --template auto"
+        " --head-init label-words: no task-specific text)",
+        ("sequence",),
+        partial(_lsllm, attention="causal", pooling="last", template="auto", head_init="label-words"),
+    ),
     "ls-unllama": System(
         "LS-unLLaMA (lsllm, bidirectional; mean pooling)",
         BOTH,

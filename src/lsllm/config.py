@@ -33,6 +33,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lora_dropout": 0.1,
         "lora_targets": ["q_proj", "v_proj"],
     },
+    # Sequence runs: lsllm's instruction naming the labels, and the head from the labels' words, so that
+    # training starts from what zero-shot prompting scores (SST-2 in bench/: see the README's table).
+    "prompt": {"template": "auto", "head_init": "label-words"},
     # What bench/ uses for small budgets: every linear layer, a higher rate, two epochs.
     "quick": {"learning_rate": 5e-4, "epochs": 2.0, "batch_size": 16, "max_length": 128},
 }
@@ -94,8 +97,9 @@ class TrainConfig:
     template: str | None = option(
         None,
         "sequence task: put each text into this prompt, e.g. $'Review: {text}\\nSentiment:' in bash"
-        " ({text_pair} for pairs), so the last token is where the model would say the answer; the run keeps"
-        " it for prediction",
+        " ({text_pair} for pairs), so the last token is where the model would say the answer; auto: an"
+        " instruction naming the labels, in the model's chat template if it has one; the run keeps it for"
+        " prediction",
     )
     chat_template: bool = option(
         False, "sequence task: wrap the prompt in the model's chat template as the user's turn"
@@ -211,9 +215,13 @@ class TrainConfig:
             raise LsllmError(
                 "--template and --chat-template are for sequence runs; leave them out for --task token"
             )
-        if self.template is not None and "{text}" not in self.template:
+        if self.template not in (None, "auto") and "{text}" not in self.template:
             raise LsllmError(
                 f"--template {self.template!r} has no {{text}}; put {{text}} where the text goes"
+            )
+        if self.chat_template and self.template == "auto":
+            raise LsllmError(
+                "--template auto uses the model's chat template when it has one; leave out --chat-template"
             )
         if self.chat_template and not self.template:
             raise LsllmError("--chat-template needs a --template, e.g. '{text}' to send the text as it is")

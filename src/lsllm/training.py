@@ -18,6 +18,7 @@ from lsllm.checkpoints import ManifestCallback, newest_intact, step_of
 from lsllm.config import PREDICT_BATCH_SIZE, TrainConfig
 from lsllm.data.collate import Collator
 from lsllm.data.encoding import IGNORE_INDEX, Encoder
+from lsllm.data.prompts import label_words, resolve_template
 from lsllm.data.task import TaskData, label_map_for, read_examples, subsample
 from lsllm.inference import Classifier
 from lsllm.metrics import selection_metric, sequence_metrics, token_metrics
@@ -25,7 +26,6 @@ from lsllm.modeling.backbone import load_tokenizer, resolve_model
 from lsllm.modeling.head_init import (
     first_tokens,
     init_head_from_label_words,
-    label_words,
     output_embeddings,
     tag_words,
 )
@@ -130,7 +130,9 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     model_path = resolve_model(config.model)
     tokenizer = load_tokenizer(model_path)
     train_examples = subsample(read_examples(config, config.train), config.max_train_examples, config.seed)
-    data = TaskData(config, label_map_for(config, train_examples), Encoder.for_config(tokenizer, config))
+    labels = label_map_for(config, train_examples)
+    config = resolve_template(config, labels.names, tokenizer)
+    data = TaskData(config, labels, Encoder.for_config(tokenizer, config))
     train_set = data.encode(train_examples, config.train)
     dev_examples = subsample(data.read(config.dev), config.max_dev_examples, config.seed)
     dev_set = data.encode(dev_examples, config.dev)

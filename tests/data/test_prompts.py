@@ -8,7 +8,7 @@ import pytest
 from lsllm.config import TrainConfig
 from lsllm.data.encoding import Encoder
 from lsllm.data.examples import SequenceExample
-from lsllm.data.prompts import Prompt
+from lsllm.data.prompts import Prompt, resolve_template
 from lsllm.errors import LsllmError
 from tests.tiny import byte_level_tokenizer
 
@@ -83,6 +83,7 @@ def test_a_template_longer_than_max_length_is_an_error(tokenizer):
     [
         ({"template": "Review:"}, "has no \\{text\\}"),
         ({"chat_template": True}, "--chat-template needs a --template"),
+        ({"chat_template": True, "template": "auto"}, "--template auto uses the model's chat template"),
         ({"task": "token", "template": "{text}"}, "are for sequence runs"),
         ({"label_words": ["pos"]}, "takes LABEL=WORD pairs, not 'pos'"),
     ],
@@ -93,3 +94,29 @@ def test_prompt_options_are_checked(options, message):
         setattr(config, key, value)
     with pytest.raises(LsllmError, match=message):
         config.validate()
+
+
+def auto(tokenizer, names, **options) -> TrainConfig:
+    return resolve_template(TrainConfig(task="sequence", template="auto", **options), names, tokenizer)
+
+
+def test_template_auto_names_the_labels_and_answers_in_the_chat_turn_where_there_is_one(tokenizer):
+    plain = auto(tokenizer, ["neg", "pos"], label_words=["neg= bad {x}"])
+    assert (plain.template, plain.chat_template) == (
+        "Classify the text. Answer with one of: bad {{x}}, pos.\n\nText: {text}\nAnswer:",
+        False,
+    )
+    assert Prompt(plain.template, False, tokenizer).format("nice", None).endswith("Text: nice\nAnswer:")
+    chatty = byte_level_tokenizer()
+    chatty.chat_template = CHAT
+    chat = auto(chatty, [0, 1])
+    assert chat.chat_template and chat.template == "Classify the text. Answer with one of: 0, 1.\n\n{text}"
+    assert Prompt(chat.template, True, chatty).format("nice", None).endswith("\n\nnice<assistant>")
+    pair = auto(tokenizer, ["no", "yes"], text_field=["a", "b"], text_pair=True)
+    assert (
+        Prompt(pair.template, False, tokenizer)
+        .format("one", "two")
+        .endswith("Text: one\nSecond text: two\nAnswer:")
+    )
+    written = TrainConfig(task="sequence", template="Review: {text}")
+    assert resolve_template(written, ["neg", "pos"], tokenizer) is written

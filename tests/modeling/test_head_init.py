@@ -11,12 +11,12 @@ import lsllm
 from lsllm.config import TrainConfig
 from lsllm.data.encoding import Encoder
 from lsllm.data.examples import SequenceExample
+from lsllm.data.prompts import label_words
 from lsllm.errors import LsllmError
 from lsllm.modeling.backbone import load_tokenizer
 from lsllm.modeling.head_init import (
     first_tokens,
     init_head_from_label_words,
-    label_words,
     output_embeddings,
     tag_words,
 )
@@ -122,3 +122,22 @@ def test_a_templated_label_word_run_trains_saves_and_predicts_the_same_after_rel
     rows = reloaded.predict(TEXTS)
     assert rows == lsllm.load(result.run_dir, precision="fp32").predict(TEXTS)
     assert reloaded.evaluate(str(files["dev"])) == result.metrics["dev"]
+
+
+def test_a_run_with_template_auto_keeps_the_written_out_prompt(causal_lm, tmp_path):
+    from tests.helpers import sentiment_rows
+
+    files = {
+        s: write_jsonl(tmp_path / f"{s}.jsonl", sentiment_rows(16, seed))
+        for seed, s in enumerate(["train", "dev"])
+    }
+    config = lsllm.TrainConfig(
+        model=str(causal_lm), task="sequence", train=str(files["train"]), dev=str(files["dev"]),
+        output=str(tmp_path / "run"), template="auto", head_init="label-words",
+        epochs=1, batch_size=8, lora_r=4, precision="fp32",
+    )  # fmt: skip
+    result = lsllm.train(config)
+    saved = lsllm.TrainConfig.from_yaml(result.run_dir / "config.yaml")
+    expected = "Classify the text. Answer with one of: neg, pos.\n\nText: {text}\nAnswer:"
+    assert (saved.template, saved.chat_template) == (expected, False)  # the tiny tokenizer has no chat
+    assert lsllm.load(result.run_dir, precision="fp32").data.encoder.prompt.template == expected

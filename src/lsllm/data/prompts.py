@@ -7,10 +7,50 @@ starts from what the model knows (issue 13: SST-2 after 64 steps, 74.3 bare agai
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from lsllm.config import TrainConfig
 from lsllm.data.examples import SequenceExample
 from lsllm.errors import LsllmError
+
+
+def label_words(names: list, given: list[str] | None, chat: bool) -> list[str]:
+    """The word for each label: from LABEL=WORD pairs where given, else the label itself, after a space
+    (the way a word follows "Sentiment:") unless the prompt ends with the chat template's answer turn."""
+    chosen = dict(entry.split("=", 1) for entry in given or [])
+    unknown = sorted(set(chosen) - {str(name) for name in names})
+    if unknown:
+        raise LsllmError(
+            f"--label-words names labels the run does not have ({', '.join(unknown)}); its labels are:"
+            f" {', '.join(map(str, names))}"
+        )
+    return [chosen.get(str(name), str(name) if chat else f" {name}") for name in names]
+
+
+AUTO = "auto"  # --template auto: the instruction below, naming the run's labels
+
+
+def instruction_template(words: list[str], chat: bool, pair: bool) -> str:
+    """The prompt of --template auto: an instruction that names every label's word, then the text (and
+    its pair); in a chat template the model answers in its own turn, otherwise after "Answer:". (On SST-2
+    such a prompt, with the head from the answer words, gave 87.6 against the bare sentence's 75.8.)"""
+    choices = ", ".join(word.strip() for word in words).replace("{", "{{").replace("}", "}}")
+    instruction = f"Classify the text{' pair' if pair else ''}. Answer with one of: {choices}."
+    if chat:
+        return instruction + ("\n\n{text}\n\n{text_pair}" if pair else "\n\n{text}")
+    texts = "Text: {text}\nSecond text: {text_pair}" if pair else "Text: {text}"
+    return f"{instruction}\n\n{texts}\nAnswer:"
+
+
+def resolve_template(config: TrainConfig, names: list, tokenizer) -> TrainConfig:
+    """The run's options with --template auto written out for its labels (and in the model's chat
+    template where it has one), as the run folder keeps them; other options are returned as they are."""
+    if config.template != AUTO:
+        return config
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    template = instruction_template(label_words(names, config.label_words, chat), chat, config.text_pair)
+    return dataclasses.replace(config, template=template, chat_template=chat)
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,6 @@ import torch
 from lsllm.errors import LsllmError, first_line
 
 
-def label_words(names: list, given: list[str] | None, chat: bool) -> list[str]:
-    """The word for each label: from LABEL=WORD pairs where given, else the label itself, after a space
-    (the way a word follows "Sentiment:") unless the prompt ends with the chat template's answer turn."""
-    chosen = dict(entry.split("=", 1) for entry in given or [])
-    unknown = sorted(set(chosen) - {str(name) for name in names})
-    if unknown:
-        raise LsllmError(
-            f"--label-words names labels the run does not have ({', '.join(unknown)}); its labels are:"
-            f" {', '.join(map(str, names))}"
-        )
-    return [chosen.get(str(name), str(name) if chat else f" {name}") for name in names]
-
-
 def tag_words(tags: list, given: list[str] | None) -> list[str]:
     """The word for each tag of a token task: its entity type's (B-PER and I-PER both say " person" given
     PER=person; a pair for the tag itself wins), by default the type in lower case after a space; O is
