@@ -306,7 +306,7 @@ def test_unknown_preset_in_a_config_file_is_a_one_line_error(tmp_path, in_proces
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"preset": "fastest"}))
     message = one_line_error(in_process("train", "--config", str(config)))
-    assert "unknown preset 'fastest'" in message and "paper, quick" in message
+    assert "unknown preset 'fastest'" in message and "paper, prompt, quick" in message
 
 
 @pytest.mark.parametrize("merge", [[], ["--merge"]], ids=["unmerged", "merged"])
