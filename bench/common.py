@@ -244,5 +244,5 @@ def save_random_run(config, labels: list, folder: Path, seed: int) -> Path:
     run = RunFolder(folder)
     run.prepare_for_training(resume=False)
     run.save_setup(config, label_map, load_tokenizer(resolve_model(config.model)))
-    run.save_weights(model)
+    run.save_weights(model.save_pretrained)
     return folder

@@ -129,5 +129,5 @@ def saved_run(
     run = RunFolder(Path(folder))
     run.prepare_for_training(resume=False)
     run.save_setup(config, labels, load_tokenizer(str(model_path)))
-    run.save_weights(model)
+    run.save_weights(model.save_pretrained)
     return run.path

@@ -12,7 +12,7 @@ PACKAGE = Path(lsllm.__file__).parent
 
 # Bottom to top. A module may import modules of its own layer or below, never above.
 LAYERS = [
-    ["lsllm.errors", "lsllm._compat", "lsllm.atomic"],
+    ["lsllm.errors", "lsllm._compat", "lsllm.atomic", "lsllm.processes"],
     ["lsllm.config"],
     ["lsllm.data"],
     ["lsllm.modeling"],
@@ -23,7 +23,7 @@ LAYERS = [
     ["lsllm.training"],
     ["lsllm.model_card", "lsllm.export"],
     ["lsllm.serving"],
-    ["lsllm.cli", "lsllm"],
+    ["lsllm.cli", "lsllm.__main__", "lsllm"],
 ]
 
 

@@ -118,3 +118,17 @@ def test_uvicorn_still_has_the_connection_class_the_head_timeout_extends():
     assert issubclass(timed, H11Protocol)
     for name in ("connection_made", "on_response_complete", "connection_lost"):
         assert callable(getattr(H11Protocol, name))
+
+
+def test_transformers_still_forgets_a_deepspeed_zero3_config(monkeypatch):
+    from transformers.integrations import deepspeed
+
+    class ZeroThree:
+        def is_zero3(self) -> bool:
+            return True
+
+    config = ZeroThree()
+    monkeypatch.setattr(deepspeed, "_hf_deepspeed_config_weak_ref", lambda: config)
+    assert deepspeed.is_deepspeed_zero3_enabled()
+    _compat.forget_deepspeed_zero3()
+    assert not deepspeed.is_deepspeed_zero3_enabled()

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import lsllm
 from lsllm.artifacts import RunFolder
@@ -209,3 +210,19 @@ def test_speed_and_memory_options_train_the_same_model(tiny_model, ner_files, tm
     other = train_run(tiny_model, ner_files, "token", tmp_path / "other", **short, **option)
     assert losses(other.run_dir) == pytest.approx(losses(baseline.run_dir), rel=1e-4)
     assert other.metrics["test"]["f1"] == pytest.approx(baseline.metrics["test"]["f1"], abs=1e-6)
+
+
+def test_accumulated_batches_train_what_one_batch_of_their_size_trains(tiny_model, ner_files, tmp_path):
+    """A step over 2 accumulated batches of 4 is a step over their 8 examples: every labelled word counts
+    once in the step's mean loss, however the words fall between the batches."""
+    from safetensors.torch import load_file
+
+    short = dict(epochs=2, lora_dropout=0.0)
+    whole = train_run(tiny_model, ner_files, "token", tmp_path / "whole", **short)
+    accumulated = train_run(
+        tiny_model, ner_files, "token", tmp_path / "accumulated", **short, batch_size=4, grad_accum=2
+    )
+    assert losses(accumulated.run_dir) == pytest.approx(losses(whole.run_dir), rel=1e-5)
+    expected = load_file(whole.run_dir / "adapter_model.safetensors")
+    for name, value in load_file(accumulated.run_dir / "adapter_model.safetensors").items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-4, atol=1e-6)

@@ -85,6 +85,16 @@ def forget_gguf_quantization(config: Any) -> None:
     del config.quantization_config
 
 
+def forget_deepspeed_zero3() -> None:
+    """Let `from_pretrained` load models whole again after DeepSpeed ZeRO-3 trained in this process. While
+    ZeRO-3's config is registered, transformers partitions every model it loads across all processes (a
+    collective), which hangs when one process loads a run alone. transformers 4.30-5.24:
+    `integrations.deepspeed.unset_hf_deepspeed_config`, written for tests."""
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+
+
 class _AfterImport(importlib.abc.MetaPathFinder):
     """Finds a module as usual, and runs a hook right after the module has executed."""
 

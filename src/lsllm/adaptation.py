@@ -64,11 +64,12 @@ def adapt_with_mntp(
     collator: Collator,
     config: TrainConfig,
     mask_id: int,
-    log: Path,
+    log: Path | None,
     bf16: bool,
 ) -> list[float]:
     """`config.mntp_steps` optimiser steps of MNTP on the LoRA weights of `model`, on random batches of
-    the encoded training examples; returns the losses and logs them as "mntp_loss" records at step 0."""
+    the encoded training examples; returns the losses and logs them to `log` as "mntp_loss" records at
+    step 0 (no `log`: another training process keeps it)."""
     weights = [p for name, p in model.named_parameters() if p.requires_grad and "lora_" in name]
     optimizer = torch.optim.AdamW(weights, lr=config.learning_rate, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
@@ -93,7 +94,7 @@ def adapt_with_mntp(
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
-        if step % config.logging_steps == 0 or step == config.mntp_steps:
+        if log is not None and (step % config.logging_steps == 0 or step == config.mntp_steps):
             with log.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"step": 0, "mntp_step": step, "mntp_loss": losses[-1]}) + "\n")
     if losses:

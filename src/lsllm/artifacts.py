@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -119,12 +120,15 @@ class RunFolder(TrainedFolder):
         write_json_atomic(self.path / LABELS, labels.to_dict())
         self._replace_dir(self.path / TOKENIZER, tokenizer.save_pretrained)
 
-    def save_weights(self, model: PeftModel) -> None:
-        """Save the LoRA adapter and the head (safetensors), swapping them in only once fully written."""
+    def save_weights(self, save: Callable[[str], None], keep: bool = True) -> None:
+        """Save the LoRA adapter and the head with `save(folder)` (a PeftModel's or a Trainer's, which
+        write safetensors), swapping them in only once fully written. Each training process calls it, since
+        sharded engines gather the weights together; only the one that `keep`s them writes."""
         with tempfile.TemporaryDirectory(dir=self.path, prefix=".weights.") as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
-            for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
-                os.replace(Path(tmp) / name, self.path / name)
+            save(tmp)
+            if keep:
+                for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+                    os.replace(Path(tmp) / name, self.path / name)
 
     def _replace_dir(self, target: Path, save) -> None:
         """Write a folder beside `target` and swap it in, so the old one stays whole until the new one is."""

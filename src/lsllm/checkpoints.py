@@ -17,6 +17,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from lsllm import processes
 from lsllm.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class ManifestCallback(TrainerCallback):
     """Writes the manifest of each checkpoint once the Trainer has finished saving it."""
 
     def on_save(self, args, state, control, **kwargs):
+        # Each process saves its own random states into the checkpoint; the manifest must list them all.
+        processes.wait_for_everyone()
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if args.should_save and folder.is_dir():  # rank 0 only, once several processes train
+        if args.should_save and folder.is_dir():  # the main process only, when several train
             write_manifest(folder)

@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+from lsllm import processes
 from lsllm.atomic import write_json_atomic
 from lsllm.config import PREDICT_BATCH_SIZE, PREDICT_PRECISIONS, PRESETS, TrainConfig, flag, read_yaml
 from lsllm.errors import LsllmError
@@ -205,8 +206,10 @@ def run_train(args: argparse.Namespace) -> None:
     from lsllm.training import train
 
     result = train(config_from_args(args), resume=args.resume)
-    print(format_metrics({k: v for k, v in result.metrics.items() if k in ("dev", "test")}))
-    print(f"run saved to {result.run_dir}")
+    processes.finish()
+    if processes.is_main():
+        print(format_metrics({k: v for k, v in result.metrics.items() if k in ("dev", "test")}))
+        print(f"run saved to {result.run_dir}")
 
 
 def run_eval(args: argparse.Namespace) -> None:
@@ -294,7 +297,8 @@ def join_dash_values(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="lsllm: %(levelname)s: %(message)s", level=logging.WARNING)
-    logging.getLogger("lsllm").setLevel(logging.INFO)
+    # Processes of a multi-process launch other than the main one would repeat its every message.
+    logging.getLogger("lsllm").setLevel(logging.INFO if processes.is_main() else logging.ERROR)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from lsllm import _compat
+from lsllm import _compat, processes
 from lsllm.adaptation import adapt_with_mntp, mask_token_id
 from lsllm.artifacts import CHECKPOINTS, METRICS, TRAINING_LOG, RunFolder
 from lsllm.atomic import write_json_atomic, write_text_atomic
@@ -49,6 +49,8 @@ class JsonlLogCallback(TrainerCallback):
         self.path = path
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **(logs or {})}) + "\n")
 
@@ -117,14 +119,23 @@ def training_arguments(config: TrainConfig, run: RunFolder, steps_per_epoch: int
         label_names=["labels"],
         report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Every trainable weight (LoRA, head) takes part in every step: DDP need not search for unused ones.
+        ddp_find_unused_parameters=False,
     )
 
 
 def train(config: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train on `config.train`, select on `config.dev`, test once on `config.test`, write the run folder."""
+    """Train on `config.train`, select on `config.dev`, test once on `config.test`, write the run folder.
+
+    Launched in several processes (torchrun, accelerate launch), each trains on its share of every batch,
+    only the main process writes, and every process returns the same result.
+    """
     config.validate()
+    processes.check_engine(torch.cuda.is_available(), resolve_precision(config.precision))
+    processes.start()
     run = RunFolder(Path(config.output))
     run.prepare_for_training(resume)
+    processes.wait_for_everyone()  # every process has checked the folder before the main one writes to it
     set_seed(config.seed)
 
     model_path = resolve_model(config.model)
@@ -154,27 +165,21 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     if config.gradient_checkpointing:
         _compat.enable_gradient_checkpointing(core.backbone)
     model = add_lora(core, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
-    run.save_setup(config, data.labels, tokenizer)
+    if processes.is_main():
+        run.save_setup(config, data.labels, tokenizer)
 
     collator = Collator(tokenizer.pad_token_id, tokenizer.padding_side)
-    checkpoint = newest_intact(run.path / CHECKPOINTS) if resume else None
-    if resume and checkpoint is None:
-        logger.warning(
-            "no intact checkpoint in %s to resume from; training from the start", run.path / CHECKPOINTS
-        )
-    if resume:  # from the start, MNTP's records too: it runs again
-        forget_log_after(run.path / TRAINING_LOG, step_of(checkpoint) if checkpoint else -1)
+    checkpoint = resume_point(run) if resume else None
     if config.mntp_steps and checkpoint is None:  # a checkpoint's LoRA weights have been through it
         rows = output_embeddings(model_path, core.backbone)
         bf16 = resolve_precision(config.precision) == "bf16"
-        adapt_with_mntp(
-            model, rows, train_set, collator, config, mask_token_id(tokenizer), run.path / TRAINING_LOG, bf16
-        )
+        log = run.path / TRAINING_LOG if processes.is_main() else None
+        adapt_with_mntp(model, rows, train_set, collator, config, mask_token_id(tokenizer), log, bf16)
 
-    steps_per_epoch = -(-len(train_set) // (config.batch_size * config.grad_accum))
+    global_batch = config.batch_size * config.grad_accum * processes.world_size()
     trainer = Trainer(
         model=model,
-        args=training_arguments(config, run, steps_per_epoch),
+        args=training_arguments(config, run, steps_per_epoch=-(-len(train_set) // global_batch)),
         train_dataset=train_set,
         eval_dataset=dev_set,
         data_collator=collator,
@@ -182,11 +187,33 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         callbacks=[JsonlLogCallback(run.path / TRAINING_LOG), ManifestCallback()],
     )
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    run.save_weights(model)
+    # Every process takes part in saving: FSDP and ZeRO-3 gather the shards of the adapter and the head.
+    run.save_weights(trainer.save_model, keep=processes.is_main())
     best_checkpoint = trainer.state.best_model_checkpoint
     del trainer, model
+    metrics = processes.on_main(lambda: score(run, config, data, dev_examples, best_checkpoint))
+    return TrainResult(run.path, metrics)
 
-    # Scored as `lsllm eval` scores the saved run, in the same number format, so the two always agree.
+
+def resume_point(run: RunFolder) -> Path | None:
+    """The newest intact checkpoint, the same in every process; the main process removes damaged ones
+    first, and forgets the log records of the steps that will be trained again."""
+    with processes.main_first():
+        checkpoint = newest_intact(run.path / CHECKPOINTS)
+    if processes.is_main():
+        if checkpoint is None:
+            logger.warning(
+                "no intact checkpoint in %s to resume from; training from the start", run.path / CHECKPOINTS
+            )
+        # from the start, MNTP's records too: it runs again
+        forget_log_after(run.path / TRAINING_LOG, step_of(checkpoint) if checkpoint else -1)
+    return checkpoint
+
+
+def score(run: RunFolder, config: TrainConfig, data: TaskData, dev_examples: list, best_checkpoint) -> dict:
+    """The final dev and test metrics, written to metrics.json. Scored as `lsllm eval` scores the saved
+    run, in the same number format, so the two always agree; in the main process only."""
+    _compat.forget_deepspeed_zero3()  # else this process alone would wait to load its share of a ZeRO-3 model
     classifier = Classifier.load(run.path, precision=config.precision)
     classifier.data = data  # the same options and tokenizer; its encoder has reported dev's long inputs
     metrics = {"dev": classifier.evaluate_examples(dev_examples, config.dev)}
@@ -194,4 +221,4 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         metrics["test"] = classifier.evaluate(config.test)
     metrics["best_checkpoint"] = best_checkpoint
     write_json_atomic(run.path / METRICS, metrics)
-    return TrainResult(run.path, metrics)
+    return metrics

@@ -43,6 +43,9 @@ class LabelSupervisedModel(nn.Module):
                     f" {implementation}; pass --attn-implementation sdpa"
                 )
             unmask_layers(backbone, bidirectional_layers)
+        # The backbone's decoder-layer classes: FSDP shards each such layer as one unit (accelerate reads
+        # them here when its config names none).
+        self._no_split_modules = getattr(backbone, "_no_split_modules", None)
         self.head = nn.Linear(backbone.config.hidden_size, num_labels, dtype=torch.float32)
         # Start like transformers' own classification heads: small normal weights, zero bias. PyTorch's
         # default Linear init starts from larger logits and learned slower (SST-2 in bench/: 66.9% -> 75.3%).
@@ -54,17 +57,26 @@ class LabelSupervisedModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         labels: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
         **_: object,
     ) -> dict[str, torch.Tensor]:
+        """Logits, and with `labels` the mean cross-entropy: over this batch, or over `num_items_in_batch`
+        labelled items, the count the Trainer passes for all the batches of one optimiser step in every
+        process, so that accumulation and several processes weigh each labelled token alike."""
         hidden = self.hidden_states(input_ids, attention_mask)
         if self.task == "sequence":
             hidden = pool(hidden, attention_mask, self.pooling)
         logits = self.head(hidden.to(self.head.weight.dtype))
         output = {"logits": logits}
         if labels is not None:
-            output["loss"] = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX
+            total = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                labels.reshape(-1),
+                ignore_index=IGNORE_INDEX,
+                reduction="sum",
             )
+            count = (labels != IGNORE_INDEX).sum() if num_items_in_batch is None else num_items_in_batch
+            output["loss"] = total / count
         return output
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
