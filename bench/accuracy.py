@@ -40,7 +40,7 @@ from lsllm.atomic import write_json_atomic
 
 # CoNLL-2003 first: it carries the paper's central claim. The pooling ablation comes last.
 RUN_ORDER = ("conll2003", "sst2", "wnut17", "twitter_fin", "sst5")
-ABLATIONS = ("ls-unllama-max",)
+ABLATIONS = ("ls-unllama-max", "ls-llama-head-bias")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

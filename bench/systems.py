@@ -119,6 +119,13 @@ SYSTEMS = {
         ("sequence",),
         partial(_lsllm, attention="causal", pooling="last", template="auto", head_init="label-words"),
     ),
+    "ls-llama-head-bias": System(
+        "LS-LLaMA with a bias in the head (--head-bias; ablation, SST-2: the default has none, to export"
+        " to transformers' own bias-free class)",
+        ("sequence",),
+        partial(_lsllm, attention="causal", pooling="last", head_bias=True),
+        only=("sst2",),
+    ),
     "ls-unllama": System(
         "LS-unLLaMA (lsllm, bidirectional; mean pooling)",
         BOTH,

@@ -80,8 +80,10 @@ def lora_model(
     pooling: str = "last",
     seed: int = 0,
     bidirectional_layers: str | None = None,
+    **options,
 ):
-    """A run's config, labels and a LoRA-wrapped model with a random head, as training starts them."""
+    """A run's config (any other `options` of TrainConfig too), labels and a LoRA-wrapped model with a
+    random head, as training starts them."""
     config = TrainConfig(
         model=str(model_path),
         task=task,
@@ -89,6 +91,7 @@ def lora_model(
         pooling=pooling,
         lora_r=4,
         bidirectional_layers=bidirectional_layers,
+        **options,
     )
     labels = LabelMap.from_names(SEQUENCE_LABELS if task == "sequence" else TAGS)
     torch.manual_seed(seed)
@@ -120,11 +123,15 @@ def saved_run(
     attention: str,
     pooling: str = "last",
     bidirectional_layers: str | None = None,
+    **options,
 ) -> Path:
-    """A run folder as training leaves it, with non-zero LoRA weights (so merging them changes the model)."""
-    config, labels, model = lora_model(model_path, task, attention, pooling, 0, bidirectional_layers)
+    """A run folder as training leaves it (any other `options` of TrainConfig too), with non-zero LoRA
+    weights (so merging them changes the model) and, if the head has one, a non-zero bias."""
+    config, labels, model = lora_model(
+        model_path, task, attention, pooling, 0, bidirectional_layers, **options
+    )
     for name, parameter in model.named_parameters():
-        if "lora_B" in name:
+        if "lora_B" in name or "head.modules_to_save.default.bias" in name:
             parameter.data.normal_(0, 0.5)
     run = RunFolder(Path(folder))
     run.prepare_for_training(resume=False)

@@ -352,3 +352,25 @@ def test_a_layer_range_that_starts_with_a_dash_is_read_as_a_value(
         in_process(*train_args(tiny_model, "token", ner, tmp_path / "out", "--epochs", "1", *spelling))
     )
     assert "--bidirectional-layers -9:-5 selects none of this model's 2 layers" in error
+
+
+def test_head_bias_is_a_flag_both_ways():
+    assert parsed_config("--task", "token", "--no-head-bias").head_bias is False
+    assert parsed_config("--task", "sequence", "--head-bias").head_bias is True
+    assert parsed_config("--task", "sequence").head_bias is False
+
+
+def test_export_as_transformers_or_a_one_line_refusal(cli_runs, tmp_path, in_process):
+    root, _, _ = cli_runs
+    folder = tmp_path / "stock"
+    result = in_process("export", str(root / "tok-run"), "--output", str(folder), "--format", "transformers")
+    assert result.returncode == 0, result.stderr
+    assert f"merged transformers export written to {folder}" in result.stdout
+    assert json.loads((folder / "config.json").read_text())["architectures"] == [
+        "LlamaForTokenClassification"
+    ]
+    refused = in_process(
+        "export", str(root / "seq-run"), "--output", str(tmp_path / "x"), "--format", "transformers"
+    )
+    message = one_line_error(refused)
+    assert "--pooling mean" in message and "--format lsllm" in message

@@ -14,13 +14,14 @@ import torch
 from peft import PeftModel
 
 from lsllm.atomic import swap_in_dir, write_json_atomic
-from lsllm.config import YAML_END, TrainConfig, read_yaml
+from lsllm.config import SAVED_RUN_DEFAULTS, YAML_END, TrainConfig, read_yaml
 from lsllm.data.labels import LabelMap
 from lsllm.errors import LsllmError, first_line
 from lsllm.modeling.attention import backbone_attention, check_attention, check_layerwise
 from lsllm.modeling.backbone import load_tokenizer
 from lsllm.modeling.hf import HF_CLASSES, MODEL_TYPE
 from lsllm.modeling.model import LabelSupervisedModel, build_model
+from lsllm.modeling.stock import AUTO_CLASSES, from_stock
 
 CONFIG = "config.yaml"
 LABELS = "labels.json"
@@ -75,6 +76,7 @@ class TrainedFolder:
             values = {}
         if not complete and {f.name for f in dataclasses.fields(TrainConfig)} - set(values):
             raise LsllmError(f"{path} is cut short (it lacks options and its end marker); {self.repair}")
+        values = {**SAVED_RUN_DEFAULTS, **values}
         return TrainConfig.from_dict(values, source=str(path)).validate(required=("model", "task"))
 
     def load_tokenizer(self):
@@ -171,16 +173,24 @@ def export_model_type(path: Path):
     return values.get("model_type")
 
 
+def export_format(path: Path) -> str | None:
+    """ "lsllm" or "transformers" for a folder `lsllm export` wrote (lsllm's model type, or another beside
+    the run's config.yaml), None for any other; raises OSError or ValueError if config.json is unreadable."""
+    if export_model_type(path) == MODEL_TYPE:
+        return "lsllm"
+    return "transformers" if (path / CONFIG).exists() else None
+
+
 def is_export(path: Path) -> bool:
     try:
-        return export_model_type(path) == MODEL_TYPE
+        return export_format(path) is not None
     except (OSError, ValueError):
         return False
 
 
 class ExportFolder(TrainedFolder):
-    """A folder written by `lsllm export`: a transformers model folder that also holds the run's config.yaml
-    and labels.json, so it reads like the run."""
+    """A folder written by `lsllm export`: a transformers model folder (lsllm's model type or transformers'
+    own class) that also holds the run's config.yaml and labels.json, so it reads like the run."""
 
     kind = "export"
     repair = "export the run again with 'lsllm export'"
@@ -189,17 +199,20 @@ class ExportFolder(TrainedFolder):
     def tokenizer_path(self) -> Path:
         return self.path
 
-    def missing(self) -> list[str]:
+    @property
+    def format(self) -> str | None:
         try:
-            model_type = export_model_type(self.path)
+            return export_format(self.path)
         except (OSError, ValueError) as error:
             raise LsllmError(
                 f"cannot read {self.path / HF_CONFIG} ({first_line(error)}); {self.repair}"
             ) from None
-        if model_type != MODEL_TYPE:
+
+    def missing(self) -> list[str]:
+        if self.format is None:
             raise LsllmError(
                 f"{self.path} is neither an lsllm run folder nor an export (its {HF_CONFIG} is for model "
-                f"type {model_type!r}); {LOCATE}"
+                f"type {export_model_type(self.path)!r}); {LOCATE}"
             )
         missing = [name for name in (CONFIG, LABELS, TOKENIZER_CONFIG) if not (self.path / name).exists()]
         if not any((self.path / name).exists() for name in WEIGHTS):
@@ -207,10 +220,10 @@ class ExportFolder(TrainedFolder):
         return missing
 
     def load_model(self, config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
+        lsllm_type = self.format == "lsllm"
+        auto = HF_CLASSES[config.task] if lsllm_type else AUTO_CLASSES[config.task]
         try:
-            exported, info = HF_CLASSES[config.task].from_pretrained(
-                self.path, dtype=torch.float32, output_loading_info=True
-            )
+            exported, info = auto.from_pretrained(self.path, dtype=torch.float32, output_loading_info=True)
             # transformers starts missing weights from random values; a prediction from those is wrong
             unmatched = sorted(info["missing_keys"] | info["unexpected_keys"])
             if unmatched:
@@ -225,8 +238,11 @@ class ExportFolder(TrainedFolder):
                 f"{self.path / HF_CONFIG} has {exported.config.num_labels} labels but {LABELS} has "
                 f"{num_labels}; {self.repair}"
             )
-        exported.merge_lora()
-        model = exported.lsllm
+        if lsllm_type:
+            exported.merge_lora()
+            model = exported.lsllm
+        else:
+            model = from_stock(exported, config)
         check_attention(
             model.backbone,
             backbone_attention(config.attention, config.bidirectional_layers),

@@ -12,7 +12,15 @@ from pathlib import Path
 
 from lsllm import processes
 from lsllm.atomic import write_json_atomic
-from lsllm.config import PREDICT_BATCH_SIZE, PREDICT_PRECISIONS, PRESETS, TrainConfig, flag, read_yaml
+from lsllm.config import (
+    EXPORT_FORMATS,
+    PREDICT_BATCH_SIZE,
+    PREDICT_PRECISIONS,
+    PRESETS,
+    TrainConfig,
+    flag,
+    read_yaml,
+)
 from lsllm.errors import LsllmError
 from lsllm.serving.options import ServeOptions, bind
 
@@ -40,11 +48,13 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; defaults are left unset so we can tell what the user gave."""
     for f in dataclasses.fields(TrainConfig):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        options = {"help": f"{f.metadata['help']} (default: {default})", "default": None, "dest": f.name}
+        text = f.metadata["help"]  # a help text that explains its own default keeps it
+        text += "" if "default:" in text else f" (default: {default})"
+        options = {"help": text, "default": None, "dest": f.name}
         if "choices" in f.metadata:
             options["choices"] = f.metadata["choices"]
         kind = str(f.type)
-        if kind == "bool":
+        if kind.split(" |")[0] == "bool":
             options["action"] = argparse.BooleanOptionalAction
         elif kind.startswith("list"):
             options.update(action="extend", nargs="+", metavar="NAME")
@@ -171,22 +181,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser(
         "export",
-        help="write a run as one folder that plain transformers loads",
-        description="Write a run as one self-contained folder: config.json and model.safetensors"
-        " (backbone, LoRA and head), the tokenizer, the run's config.yaml and labels.json, and a model"
-        " card. 'lsllm predict/eval' and lsllm.load read it like the run; plain transformers loads it"
-        " (AutoModelFor*Classification, pipeline) once lsllm is imported, with no trust_remote_code"
-        " and no copy of the base model.",
+        help="write a run as one folder that other serving stacks load",
+        description="Write a run as one self-contained folder, with the tokenizer, the run's config.yaml and"
+        " labels.json (so 'lsllm predict/eval' and lsllm.load read it like the run) and a model card."
+        " --format lsllm (default): lsllm's model type, for any run: plain transformers loads it"
+        " (AutoModelFor*Classification, pipeline) once lsllm is imported, with no trust_remote_code."
+        " --format transformers: transformers' own class (e.g. LlamaForSequenceClassification), which"
+        " loads with no lsllm installed; for runs it can express (last-token pooling and a head without a"
+        " bias for sequences), others are refused with the reason.",
     )
     export.add_argument("run", help="run folder written by 'lsllm train'")
     export.add_argument(
         "--output", required=True, metavar="DIR", help="folder to write (an earlier export there is replaced)"
     )
     export.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default="lsllm",
+        help="lsllm (any run; loads in transformers once lsllm is imported) or transformers (the stock"
+        " class, loads without lsllm) (default: lsllm)",
+    )
+    export.add_argument(
         "--merge",
         action="store_true",
-        help="fold LoRA into the backbone's weights: loads without peft and predicts a little faster in"
-        " plain transformers (default: keep the LoRA weights apart, exactly as trained)",
+        help="--format lsllm: fold LoRA into the backbone's weights: loads without peft and predicts a little"
+        " faster in plain transformers (default: keep the LoRA weights apart, exactly as trained); the"
+        " other formats always fold it in",
     )
     return parser
 
@@ -276,8 +296,11 @@ def run_serve(args: argparse.Namespace) -> None:
 def run_export(args: argparse.Namespace) -> None:
     from lsllm.export import export_run
 
-    folder = export_run(args.run, args.output, merge=args.merge)
-    print(f"{'merged' if args.merge else 'unmerged'} export written to {folder}")
+    exported = export_run(args.run, args.output, merge=args.merge, format=args.format)
+    merged = "merged" if args.merge or args.format != "lsllm" else "unmerged"
+    print(f"{merged} {args.format} export written to {exported.path}")
+    for note in exported.notes:
+        print(f"note: {note}")
 
 
 # Flags whose values may start with a dash (a slice such as -4:), which argparse would take for a flag.

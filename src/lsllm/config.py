@@ -18,6 +18,7 @@ POOLING_MODES = ("last", "mean", "max")
 PRECISIONS = ("auto", "fp32", "bf16")
 HEAD_INITS = ("random", "label-words")
 PREDICT_PRECISIONS = (*PRECISIONS, "int8")  # int8 only runs a trained model
+EXPORT_FORMATS = ("lsllm", "transformers")  # what `lsllm export --format` writes (lsllm.export)
 
 # Named starting points; any value the user gives (YAML key or flag) overrides the preset's.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -40,6 +41,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"learning_rate": 5e-4, "epochs": 2.0, "batch_size": 16, "max_length": 128},
 }
 
+
+# What a run saved before an option existed meant by leaving it out, where a new run's default differs:
+# every head had a bias until --head-bias came.
+SAVED_RUN_DEFAULTS: dict[str, Any] = {"head_bias": True}
 
 YAML_END = "..."  # YAML's end-of-document marker, the last line of a saved run's config.yaml
 
@@ -86,6 +91,12 @@ class TrainConfig:
     )
     mntp_mask_ratio: float = option(0.2, "share of tokens masked in each --mntp-steps step")
     pooling: str = option("last", "how token states become one vector (sequence task)", choices=POOLING_MODES)
+    head_bias: bool | None = option(
+        None,
+        "give the linear head a bias; default: off for sequence runs, as in transformers' own bias-free"
+        " sequence head (so such a run exports to the stock class) and LS-LLaMA's code, on for token runs,"
+        " whose stock head has one",
+    )
     text_field: list[str] = option(["text"], "text column(s); repeat the flag to join several fields")
     text_pair: bool = option(False, "encode exactly two text fields as a tokenizer pair instead of joining")
     label_field: str = option("label", "label column (sequence task)")
@@ -170,6 +181,8 @@ class TrainConfig:
             self.attention = "bidirectional"
         if self.attention is None and self.task in TASKS:
             self.attention = "bidirectional" if self.task == "token" else "causal"
+        if self.head_bias is None and self.task in TASKS:
+            self.head_bias = self.task == "token"
 
     def validate(
         self, required: tuple[str, ...] = ("model", "task", "train", "dev", "output")

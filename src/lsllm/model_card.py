@@ -9,7 +9,9 @@ def _percent(scores: dict, key: str) -> str:
     return f"{100 * scores[key]:.1f}" if key in scores else "n/a"
 
 
-def model_card(settings: TrainConfig, labels: list[str], metrics: dict, lora: dict, merged: bool) -> str:
+def model_card(
+    settings: TrainConfig, labels: list[str], metrics: dict, lora: dict, format: str, merged: bool
+) -> str:
     """A README that says what the model is, how it was trained, how well it did and how to load it."""
     keys = ("accuracy", "macro_f1") if settings.task == "sequence" else ("precision", "recall", "f1")
     rows = [
@@ -17,11 +19,6 @@ def model_card(settings: TrainConfig, labels: list[str], metrics: dict, lora: di
         for split in ("dev", "test")
         if split in metrics
     ]
-    kind = (
-        "AutoModelForSequenceClassification"
-        if settings.task == "sequence"
-        else "AutoModelForTokenClassification"
-    )
     pipeline = "text-classification" if settings.task == "sequence" else "token-classification"
     how = "merged into the weights" if merged else "kept apart from the weights (loading needs peft)"
     table = ["| split | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys), *rows, ""]
@@ -43,6 +40,7 @@ def model_card(settings: TrainConfig, labels: list[str], metrics: dict, lora: di
             f"- LoRA r={lora['r']}, alpha={lora['lora_alpha']:g}, dropout={lora['lora_dropout']:g}"
             f" on {', '.join(lora['target_modules'])}; {how}",
             f"- {settings.epochs:g} epochs at learning rate {settings.learning_rate:g}",
+            f"- Export format: {format}",
             "",
             *(table if rows else []),
             "## Use",
@@ -55,15 +53,98 @@ def model_card(settings: TrainConfig, labels: list[str], metrics: dict, lora: di
             'model = lsllm.load("path/to/this/folder")',
             "```",
             "",
-            "With plain transformers, once lsllm is imported (no `trust_remote_code` needed):",
-            "",
-            "```python",
-            "import lsllm  # registers the model type with transformers",
-            f"from transformers import {kind}, pipeline",
-            "",
-            f'model = {kind}.from_pretrained("path/to/this/folder")',
-            f'classify = pipeline("{pipeline}", model="path/to/this/folder")',
-            "```",
-            "",
+            *USAGE[format](settings, pipeline),
+            *_input_format(settings),
         ]
     )
+
+
+def _auto_class(settings: TrainConfig) -> str:
+    kind = "Sequence" if settings.task == "sequence" else "Token"
+    return f"AutoModelFor{kind}Classification"
+
+
+def _lsllm_usage(settings: TrainConfig, pipeline: str) -> list[str]:
+    auto = _auto_class(settings)
+    return [
+        "With plain transformers, once lsllm is imported (no `trust_remote_code` needed):",
+        "",
+        "```python",
+        "import lsllm  # registers the model type with transformers",
+        f"from transformers import {auto}, pipeline",
+        "",
+        f'model = {auto}.from_pretrained("path/to/this/folder")',
+        f'classify = pipeline("{pipeline}", model="path/to/this/folder")',
+        "```",
+        "",
+    ]
+
+
+def _transformers_usage(settings: TrainConfig, pipeline: str) -> list[str]:
+    auto = _auto_class(settings)
+    bidirectional = settings.attention == "bidirectional"
+    attention = "bidirectional attention through `is_causal: false` in config.json" if bidirectional else ""
+    lines = [
+        "With plain transformers, no lsllm needed: this folder holds transformers' own class"
+        + (f", with {attention}." if attention else "."),
+        "",
+        "```python",
+        f"from transformers import {auto}, pipeline",
+        "",
+        f'model = {auto}.from_pretrained("path/to/this/folder")',
+        f'classify = pipeline("{pipeline}", model="path/to/this/folder")',
+        "```",
+        "",
+    ]
+    if settings.task == "token":
+        lines += [
+            "The pipeline tags every sub-token; lsllm trained the first sub-token of each word, and",
+            "`lsllm predict` gives words and entities.",
+            "",
+        ]
+    if bidirectional:
+        lines += [
+            "Serving stacks other than transformers may run decoder architectures causally whatever",
+            "`is_causal` says; check their logits against transformers' before relying on them.",
+            "",
+        ]
+    return [
+        *lines,
+        f"lsllm cut inputs at {settings.max_length} tokens; transformers does not unless asked"
+        f" (`truncation=True, max_length={settings.max_length}`).",
+        "",
+    ]
+
+
+def _input_format(settings: TrainConfig) -> list[str]:
+    """How to build the prompt the run put each text into, for a stack that does not carry it."""
+    if not settings.template:
+        return []
+    lines = [
+        "## Input format",
+        "",
+        "The run put each text into a prompt, which this checkpoint does not carry: lsllm builds it",
+        "by itself; anything else must build it before classifying:",
+        "",
+        "```python",
+        f"TEMPLATE = {settings.template!r}",
+        "prompt = TEMPLATE.format(text=text)" + (" # text_pair=... for pairs" if settings.text_pair else ""),
+    ]
+    if settings.chat_template:
+        lines += [
+            'messages = [{"role": "user", "content": prompt}]',
+            "prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)",
+            "inputs = tokenizer(prompt, add_special_tokens=False, return_tensors='pt')",
+        ]
+    else:
+        lines.append("inputs = tokenizer(prompt, return_tensors='pt')")
+    return [
+        *lines,
+        "```",
+        "",
+        "For a text longer than the run's --max-length, lsllm cuts the text, never the template.",
+        "",
+    ]
+
+
+USAGE = {"lsllm": _lsllm_usage, "transformers": _transformers_usage}

@@ -37,3 +37,25 @@ def test_equal_time_training_stops_after_its_budget_with_a_last_evaluation(secon
     callback.on_train_begin(args, state, control)
     callback.on_step_end(args, state, control)
     assert (control.should_training_stop, control.should_evaluate, control.should_save) == (stops,) * 3
+
+
+def test_the_head_bias_ablation_differs_from_ls_llama_in_the_head_bias_only(tmp_path, monkeypatch):
+    import lsllm.training
+    from bench.common import Settings
+    from bench.systems import SYSTEMS
+
+    trained = []
+
+    def capture(config):  # the configuration each system trains with; no training needed
+        trained.append(config)
+        raise InterruptedError
+
+    monkeypatch.setattr(lsllm.training, "train", capture)
+    paths = {split: tmp_path / f"{split}.jsonl" for split in ("train", "selection", "evaluation")}
+    for name in ("ls-llama", "ls-llama-head-bias"):
+        with pytest.raises(InterruptedError):
+            SYSTEMS[name].run(TASKS["sst2"], paths, ["0", "1"], Settings(), tmp_path / name)
+    plain, biased = trained
+    assert (plain.head_bias, biased.head_bias) == (False, True)
+    differing = {key for key, value in plain.to_dict().items() if biased.to_dict()[key] != value}
+    assert differing == {"head_bias", "output"}

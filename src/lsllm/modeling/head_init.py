@@ -85,4 +85,5 @@ def output_embeddings(path: str, backbone: torch.nn.Module) -> torch.Tensor:
 @torch.no_grad()
 def init_head_from_label_words(head: torch.nn.Linear, rows: torch.Tensor, tokens: list[int]) -> None:
     head.weight.copy_(rows[tokens].to(head.weight.dtype))
-    head.bias.zero_()
+    if head.bias is not None:
+        head.bias.zero_()

@@ -29,6 +29,7 @@ class LsllmConfig(PretrainedConfig):
         pooling: str = "last",
         lora: dict | None = None,
         bidirectional_layers: str | None = None,
+        head_bias: bool = True,  # exports written before --head-bias all had a bias
         **kwargs,
     ) -> None:
         self.backbone = backbone or {}
@@ -36,6 +37,7 @@ class LsllmConfig(PretrainedConfig):
         self.attention = attention
         self.pooling = pooling
         self.bidirectional_layers = bidirectional_layers
+        self.head_bias = head_bias
         # peft LoraConfig arguments while the backbone's LoRA layers are kept apart; None once merged.
         self.lora = lora
         super().__init__(**kwargs)
@@ -79,6 +81,7 @@ class _LsllmModel(PreTrainedModel):
             config.task,
             config.pooling,
             bidirectional_layers=config.bidirectional_layers,
+            head_bias=config.head_bias,
         )
         self.post_init()
 

@@ -27,6 +27,7 @@ class LabelSupervisedModel(nn.Module):
         pooling: str,
         packing: bool = True,
         bidirectional_layers: str | None = None,
+        head_bias: bool = True,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -46,11 +47,12 @@ class LabelSupervisedModel(nn.Module):
         # The backbone's decoder-layer classes: FSDP shards each such layer as one unit (accelerate reads
         # them here when its config names none).
         self._no_split_modules = getattr(backbone, "_no_split_modules", None)
-        self.head = nn.Linear(backbone.config.hidden_size, num_labels, dtype=torch.float32)
+        self.head = nn.Linear(backbone.config.hidden_size, num_labels, bias=head_bias, dtype=torch.float32)
         # Start like transformers' own classification heads: small normal weights, zero bias. PyTorch's
         # default Linear init starts from larger logits and learned slower (SST-2 in bench/: 66.9% -> 75.3%).
         nn.init.normal_(self.head.weight, std=getattr(backbone.config, "initializer_range", 0.02))
-        nn.init.zeros_(self.head.bias)
+        if head_bias:
+            nn.init.zeros_(self.head.bias)
 
     def forward(
         self,
@@ -111,7 +113,13 @@ def build_model(config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
         config.trust_remote_code,
     )
     model = LabelSupervisedModel(
-        backbone, num_labels, config.task, config.pooling, config.packing, config.bidirectional_layers
+        backbone,
+        num_labels,
+        config.task,
+        config.pooling,
+        config.packing,
+        config.bidirectional_layers,
+        config.head_bias,
     )
     if model.layerwise:
         check_layerwise(model)

@@ -54,7 +54,7 @@ def exports(tiny_model, tmp_path_factory) -> dict:
         features = [{"input_ids": classifier.tokenizer(text)["input_ids"]} for text in TEXTS]
         made[case] = {
             "folders": {
-                kind: export_run(run, root / f"{name}-{kind}", merge) for kind, merge in MERGE.items()
+                kind: export_run(run, root / f"{name}-{kind}", merge).path for kind, merge in MERGE.items()
             },
             "logits": [row.tolist() for row in classifier.logits(features)],
             "predictions": classifier.predict(TEXTS),

@@ -1,0 +1,92 @@
+"""`lsllm export`: a trained run as one self-contained folder, in the format of the stack that will run it.
+
+- lsllm (native.py): lsllm's own model type; carries every run, LoRA merged or kept apart; plain
+  transformers loads it once lsllm is imported.
+- transformers (stock.py): transformers' own classes, for runs they can express; loads with no lsllm.
+
+Every folder also holds the tokenizer, the run's config.yaml and labels.json (so `lsllm.load` reads it as
+it reads the run) and a model card. It appears whole, replacing an earlier export, or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peft import PeftModel
+
+from lsllm.artifacts import CONFIG, LABELS, METRICS, ExportFolder, RunFolder, is_export, open_trained
+from lsllm.atomic import swap_in_dir, write_text_atomic
+from lsllm.config import EXPORT_FORMATS
+from lsllm.errors import LsllmError
+from lsllm.export.native import write_lsllm_model
+from lsllm.export.stock import check_representable, write_stock_model
+from lsllm.model_card import model_card
+
+MODEL_CARD = "README.md"
+
+
+@dataclass
+class Exported:
+    """Where an export went, in which format, and what its user should know (the CLI prints the notes)."""
+
+    path: Path
+    format: str
+    notes: list[str] = field(default_factory=list)
+
+
+def export_run(
+    run_dir: str | Path, output: str | Path, merge: bool = False, format: str = "lsllm"
+) -> Exported:
+    """Write the run at `run_dir` to `output` in `format`; `merge` folds LoRA in (the lsllm format keeps it
+    apart unless asked; the others always fold it in). The folder appears when complete."""
+    if format not in EXPORT_FORMATS:
+        raise LsllmError(f"unknown export format {format!r}; use one of: {', '.join(EXPORT_FORMATS)}")
+    run, output = open_trained(run_dir), Path(output)
+    if isinstance(run, ExportFolder):
+        raise LsllmError(f"{run.path} is an export already; pass the run folder written by 'lsllm train'")
+    if output.exists() and not (output.is_dir() and (is_export(output) or not any(output.iterdir()))):
+        raise LsllmError(
+            f"{output} exists and is not an lsllm export, so it is not replaced; choose a new --output"
+        )
+    settings, labels, tokenizer = run.load_config(), run.load_labels(), run.load_tokenizer()
+    names = [str(label) for label in labels.names]
+    if format == "transformers":
+        check_representable(settings, tokenizer)
+    trained = run.load_adapted(settings, len(labels))
+    lora = lora_settings(trained)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+    try:
+        if format == "lsllm":
+            notes = write_lsllm_model(trained, settings, names, lora, merge, staging)
+        else:
+            notes = write_stock_model(trained.merge_and_unload(), settings, names, tokenizer, staging)
+        tokenizer.save_pretrained(staging)
+        for name in (CONFIG, LABELS):
+            shutil.copy(run.path / name, staging / name)
+        card = model_card(settings, names, _metrics(run), lora, format, merge or format != "lsllm")
+        write_text_atomic(staging / MODEL_CARD, card)
+        swap_in_dir(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Exported(output, format, notes)
+
+
+def lora_settings(trained: PeftModel) -> dict:
+    """The run's LoRA settings, as peft's LoraConfig takes them."""
+    adapter = trained.peft_config["default"]
+    return {
+        "r": adapter.r,
+        "lora_alpha": adapter.lora_alpha,
+        "lora_dropout": adapter.lora_dropout,
+        "target_modules": sorted(adapter.target_modules),
+    }
+
+
+def _metrics(run: RunFolder) -> dict:
+    path = run.path / METRICS
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
