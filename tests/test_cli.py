@@ -150,6 +150,42 @@ def test_predict_min_score_leaves_out_weaker_entities(cli_runs, capsys):
     assert "min_score applies to token runs only" in capsys.readouterr().err
 
 
+def test_a_saved_datasetdict_trains_evaluates_and_predicts_by_split(tiny_model, tmp_path, capsys):
+    """CoNLL-2003 as the hub holds it (tags as ClassLabel ids in ner_tags), saved with save_to_disk, named
+    FOLDER:SPLIT in a YAML config and on the command line."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=tags))})
+
+    def split(n: int, seed: int) -> Dataset:
+        rows = [{"tokens": r["tokens"], "ner_tags": r["tags"]} for r in ner_rows(n, seed)]
+        return Dataset.from_list(rows, features=features)
+
+    folder = tmp_path / "conll"
+    DatasetDict(train=split(32, 1), validation=split(12, 2), test=split(12, 3)).save_to_disk(folder)
+    config = tmp_path / "ner.yaml"
+    config.write_text(yaml.safe_dump({"train": f"{folder}:train", "tags_field": "ner_tags"}))
+    run = tmp_path / "run"
+    args = ["train", "--config", str(config), "--dev", f"{folder}:validation", "--test", f"{folder}:test"]
+    options = ["--model", str(tiny_model), "--task", "token", "--output", str(run), *TINY_TRAINING]
+    assert main([*args, *options]) == 0
+    assert sorted(json.loads((run / "labels.json").read_text())["names"]) == sorted(tags)
+    assert main(["eval", str(run), "--data", f"{folder}:test", *FP32]) == 0
+    written = json.loads((run / "eval-conll-test.json").read_text())
+    assert written["f1"] == json.loads((run / "metrics.json").read_text())["test"]["f1"]
+    capsys.readouterr()
+    assert main(["predict", str(run), "--input", f"{folder}:test", *FP32]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [row["tokens"] for row in rows] == split(12, 3)["tokens"]
+    assert main(["eval", str(run), "--data", f"{folder}:dev"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("has no split 'dev' (splits: train, validation, test); name one")
+    )
+
+
 def test_help_explains_the_options():
     result = lsllm("train", "--help")
     assert result.returncode == 0
@@ -194,6 +230,9 @@ def test_bad_inputs_give_one_line_errors(cli_runs, tiny_model, tmp_path, in_proc
 
     missing = train_error(tmp_path / "nope.jsonl")
     assert "file not found" in missing and "nope.jsonl" in missing
+
+    offline = train_error("someone/sst2:train")  # the tests run with HF_HUB_OFFLINE=1
+    assert offline.startswith("lsllm: error: cannot load split 'train' of dataset 'someone/sst2'")
 
     wrong_column = train_error(seq["train"], seq["dev"], tiny_model, "--text-field", "body")
     assert "body" in wrong_column and "--text-field" in wrong_column

@@ -3,9 +3,11 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import lsllm
 from lsllm.artifacts import RunFolder
@@ -21,9 +23,7 @@ def train_run(model, files, task, output, **overrides):
     config = lsllm.TrainConfig(
         model=str(model),
         task=task,
-        train=str(files["train"]),
-        dev=str(files["dev"]),
-        test=str(files["test"]),
+        **{split: str(source) if isinstance(source, Path) else source for split, source in files.items()},
         output=str(output),
         **{**FAST, **overrides},
     )
@@ -226,3 +226,31 @@ def test_accumulated_batches_train_what_one_batch_of_their_size_trains(tiny_mode
     expected = load_file(whole.run_dir / "adapter_model.safetensors")
     for name, value in load_file(accumulated.run_dir / "adapter_model.safetensors").items():
         torch.testing.assert_close(value, expected[name], rtol=1e-4, atol=1e-6)
+
+
+def test_datasets_given_in_python_train_the_model_their_files_train(tiny_model, sentiment_files, tmp_path):
+    """A datasets.Dataset per split reads as its rows in a file do: the same losses and scores."""
+    from datasets import Dataset
+
+    splits = {
+        split: Dataset.from_list([json.loads(line) for line in path.read_text().splitlines()])
+        for split, path in sentiment_files.items()
+    }
+    from_files = train_run(tiny_model, sentiment_files, "sequence", tmp_path / "files", epochs=2)
+    from_datasets = train_run(tiny_model, splits, "sequence", tmp_path / "datasets", epochs=2)
+    assert losses(from_datasets.run_dir) == losses(from_files.run_dir)
+    assert from_datasets.metrics["test"] == from_files.metrics["test"]
+    saved = yaml.safe_load((from_datasets.run_dir / "config.yaml").read_text())
+    assert saved["train"] == "a Dataset of 32 rows, given in Python"
+    classifier = lsllm.load(from_datasets.run_dir, precision="fp32")
+    assert classifier.evaluate(splits["test"]) == from_datasets.metrics["test"]
+    texts = [row["text"] for row in splits["test"]]
+    assert classifier.predict(splits["test"]) == classifier.predict(texts)
+
+
+def test_a_bad_dataset_row_names_its_split(tiny_model, sentiment_files, tmp_path):
+    from datasets import Dataset
+
+    dev = Dataset.from_list([{"text": "fine", "label": "pos"}, {"text": "odd", "label": "meh"}])
+    with pytest.raises(LsllmError, match=r"^label 'meh' in the dev dataset is not among the training labels"):
+        train_run(tiny_model, {**sentiment_files, "dev": dev}, "sequence", tmp_path / "run", epochs=1)

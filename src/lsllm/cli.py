@@ -7,6 +7,7 @@ import dataclasses
 import importlib.util
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -119,7 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="score a run on a labelled file and write the metrics")
     evaluate.add_argument("run", help="run folder written by 'lsllm train', or an 'lsllm export' folder")
-    evaluate.add_argument("--data", required=True, help="labelled file in the run's format")
+    evaluate.add_argument(
+        "--data",
+        required=True,
+        help="labelled data in the run's format: a file, a datasets save_to_disk folder, or a Hugging Face"
+        " dataset as NAME:SPLIT or NAME:CONFIG:SPLIT (FOLDER:SPLIT for a saved DatasetDict)",
+    )
     evaluate.add_argument("--output", help="metrics JSON to write (default: RUN/eval-<data name>.json)")
     add_model_flags(evaluate)
 
@@ -131,7 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("run", help="run folder written by 'lsllm train', or an 'lsllm export' folder")
     predict.add_argument("text", nargs="?", help="one text to predict (printed as JSON); or use --input")
-    predict.add_argument("--input", help="file of inputs: rows with the text field(s), or {'tokens': [...]}")
+    predict.add_argument(
+        "--input",
+        help="inputs: a file or dataset (as eval's --data) of rows with the text field(s), or of"
+        " {'tokens': [...]}",
+    )
     predict.add_argument("--output", help="JSON-lines file to write (default: print to the terminal)")
     predict.add_argument(
         "--top-k",
@@ -232,13 +242,19 @@ def run_train(args: argparse.Namespace) -> None:
         print(f"run saved to {result.run_dir}")
 
 
+def data_stem(data: str) -> str:
+    """A file name part for a data file or dataset: its name without extension, split and all ("test" for
+    test.jsonl, "conll2003-test" for org/conll2003:test)."""
+    return re.sub(r"[^\w.-]+", "-", Path(data).stem).strip("-.") or "data"
+
+
 def run_eval(args: argparse.Namespace) -> None:
     from lsllm.inference import Classifier
     from lsllm.metrics import format_metrics
 
     classifier = Classifier.load(args.run, precision=args.precision)
     metrics = classifier.evaluate(args.data, batch_size=args.batch_size, progress=True)
-    output = Path(args.output) if args.output else Path(args.run) / f"eval-{Path(args.data).stem}.json"
+    output = Path(args.output) if args.output else Path(args.run) / f"eval-{data_stem(args.data)}.json"
     write_json_atomic(output, {"data": args.data, **metrics})
     print(format_metrics(metrics))
     print(f"metrics written to {output}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from lsllm.atomic import write_text_atomic
 from lsllm.errors import LsllmError, first_line
 
 TASKS = ("sequence", "token")
+DATA_ROLES = ("train", "dev", "test")
 ATTENTION_MODES = ("causal", "bidirectional")
 POOLING_MODES = ("last", "mean", "max")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -68,9 +70,18 @@ class TrainConfig:
     task: str = option(
         None, "what to predict: one label per text (sequence) or per word (token)", choices=TASKS
     )
-    train: str = option(None, "training data file (.jsonl .csv .tsv .parquet; CoNLL columns for token)")
-    dev: str = option(None, "development data: evaluated during training to pick the best checkpoint")
-    test: str | None = option(None, "test data: evaluated once at the end, never used for selection")
+    train: str = option(
+        None,
+        "training data: a file (.jsonl .json .csv .tsv .parquet; CoNLL columns for token), a datasets"
+        " save_to_disk folder, or a Hugging Face dataset as NAME:SPLIT or NAME:CONFIG:SPLIT (FOLDER:SPLIT"
+        " for a split of a saved DatasetDict); a path that exists is always read as that path",
+    )
+    dev: str = option(
+        None, "development data, as --train: evaluated during training to pick the best checkpoint"
+    )
+    test: str | None = option(
+        None, "test data, as --train: evaluated once at the end, never used for selection"
+    )
     output: str = option(None, "run folder to write (created; reused with --resume)")
     attention: str | None = option(
         None,
@@ -100,8 +111,11 @@ class TrainConfig:
     text_field: list[str] = option(["text"], "text column(s); repeat the flag to join several fields")
     text_pair: bool = option(False, "encode exactly two text fields as a tokenizer pair instead of joining")
     label_field: str = option("label", "label column (sequence task)")
-    tokens_field: str = option("tokens", "word-list field of JSONL token data")
-    tags_field: str = option("tags", "tag-list field of JSONL token data")
+    tokens_field: str = option("tokens", "word-list field of token data in JSON/Parquet rows or a dataset")
+    tags_field: str = option(
+        "tags",
+        "tag-list field of token data in rows or a dataset (e.g. ner_tags; ClassLabel ids become names)",
+    )
     labels: list[str] | None = option(
         None, "the full label set in this order (default: from the training data)"
     )
@@ -244,7 +258,16 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The options as YAML takes them; data given in Python as a datasets.Dataset is described, since
+        a saved run keeps no copy of it."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for role in DATA_ROLES:
+            value = values[role]
+            if isinstance(value, os.PathLike):
+                values[role] = os.fspath(value)
+            elif value is not None and not isinstance(value, str):
+                values[role] = f"a {type(value).__name__} of {len(value)} rows, given in Python"
+        return {name: list(value) if isinstance(value, list) else value for name, value in values.items()}
 
     def save(self, path: Path) -> None:
         """Write every option, and YAML's end-of-document marker, so that a cut-short copy is detectable."""

@@ -15,6 +15,8 @@ from lsllm.config import PREDICT_BATCH_SIZE
 from lsllm.data.collate import Collator
 from lsllm.data.encoding import Encoder, WordAlignment, join_words
 from lsllm.data.examples import SequenceExample
+from lsllm.data.inputs import read_prediction_inputs
+from lsllm.data.sources import Source, is_dataset, source_name
 from lsllm.data.task import TaskData
 from lsllm.data.words import word_spans
 from lsllm.errors import LsllmError
@@ -102,7 +104,7 @@ class Classifier:
 
     def predict(
         self,
-        inputs: Sequence[SequenceInput] | Sequence[TokenInput],
+        inputs: Sequence[SequenceInput] | Sequence[TokenInput] | Source,
         batch_size: int = PREDICT_BATCH_SIZE,
         progress: bool = False,
         source: str = "the input",
@@ -111,10 +113,13 @@ class Classifier:
     ) -> list[Prediction]:
         """Sequence task: texts (or text pairs); `top_k` adds the k likeliest labels as "top". Token task:
         raw texts (split into words as lsllm.data.words says) or lists of words; `min_score` drops the
-        entities scoring below it."""
+        entities scoring below it. A datasets.Dataset gives its rows' inputs, as `predict --input` reads
+        a file's."""
         check_top_k(top_k, self.task)
         check_min_score(min_score, self.task)
         config = self.data.config
+        if is_dataset(inputs):
+            inputs = read_prediction_inputs(self.data, inputs)
         inputs = [check_input(x, i, self.task, config.text_pair) for i, x in enumerate(inputs, start=1)]
         if self.task == "sequence":
             examples = [SequenceExample(*x) if isinstance(x, tuple) else SequenceExample(x) for x in inputs]
@@ -219,9 +224,10 @@ class Classifier:
             entities.append(entity)
         return TokenPrediction(tokens=words, tags=tags, scores=scores, entities=entities)
 
-    def evaluate(self, path: str, batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False) -> dict:
-        """Metrics of this model on a labelled file."""
-        return self.evaluate_examples(self.data.read(path), path, batch_size, progress)
+    def evaluate(self, source: Source, batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False) -> dict:
+        """Metrics of this model on a labelled file or dataset (a path, NAME:SPLIT, or a datasets.Dataset)."""
+        name = source_name(source)
+        return self.evaluate_examples(self.data.read(source, name=name), name, batch_size, progress)
 
     def evaluate_examples(
         self, examples: list, source: str, batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False

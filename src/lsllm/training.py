@@ -19,6 +19,7 @@ from lsllm.config import PREDICT_BATCH_SIZE, TrainConfig
 from lsllm.data.collate import Collator
 from lsllm.data.encoding import IGNORE_INDEX, Encoder
 from lsllm.data.prompts import label_words, resolve_template
+from lsllm.data.sources import source_name
 from lsllm.data.task import TaskData, label_map_for, read_examples, subsample
 from lsllm.inference import Classifier
 from lsllm.metrics import selection_metric, sequence_metrics, token_metrics
@@ -140,13 +141,15 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
 
     model_path = resolve_model(config.model)
     tokenizer = load_tokenizer(model_path)
-    train_examples = subsample(read_examples(config, config.train), config.max_train_examples, config.seed)
+    names = {role: source_name(getattr(config, role), role) for role in ("train", "dev", "test")}
+    train_examples = read_examples(config, config.train, name=names["train"])
+    train_examples = subsample(train_examples, config.max_train_examples, config.seed)
     labels = label_map_for(config, train_examples)
     config = resolve_template(config, labels.names, tokenizer)
     data = TaskData(config, labels, Encoder.for_config(tokenizer, config))
-    train_set = data.encode(train_examples, config.train)
-    dev_examples = subsample(data.read(config.dev), config.max_dev_examples, config.seed)
-    dev_set = data.encode(dev_examples, config.dev)
+    train_set = data.encode(train_examples, names["train"])
+    dev_examples = subsample(data.read(config.dev, name=names["dev"]), config.max_dev_examples, config.seed)
+    dev_set = data.encode(dev_examples, names["dev"])
 
     core = build_model(config, len(data.labels))
     if config.head_init == "label-words":
@@ -216,9 +219,10 @@ def score(run: RunFolder, config: TrainConfig, data: TaskData, dev_examples: lis
     _compat.forget_deepspeed_zero3()  # else this process alone would wait to load its share of a ZeRO-3 model
     classifier = Classifier.load(run.path, precision=config.precision)
     classifier.data = data  # the same options and tokenizer; its encoder has reported dev's long inputs
-    metrics = {"dev": classifier.evaluate_examples(dev_examples, config.dev)}
-    if config.test:
-        metrics["test"] = classifier.evaluate(config.test)
+    metrics = {"dev": classifier.evaluate_examples(dev_examples, source_name(config.dev, "dev"))}
+    if config.test not in (None, ""):
+        test_name = source_name(config.test, "test")
+        metrics["test"] = classifier.evaluate_examples(data.read(config.test, name=test_name), test_name)
     metrics["best_checkpoint"] = best_checkpoint
     write_json_atomic(run.path / METRICS, metrics)
     return metrics

@@ -7,10 +7,10 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from lsllm.data.tables import read_records, read_text, shown, split_lines
+from lsllm.data.sources import Source, holds_rows, read_rows, source_name
+from lsllm.data.tables import read_text, shown, split_lines
 from lsllm.errors import LsllmError
 
 RECORD_TOKEN_SUFFIXES = (".json", ".jsonl", ".parquet")
@@ -35,13 +35,15 @@ class TokenExample:
 
 
 def read_sequence_examples(
-    path: str | os.PathLike,
+    source: Source,
     text_fields: Sequence[str] = ("text",),
     label_field: str = "label",
     pair: bool = False,
     require_labels: bool = True,
+    name: str | None = None,
 ) -> list[SequenceExample]:
-    """Read a table of texts (or text pairs) and class labels for sequence classification."""
+    """Read a table or dataset of texts (or text pairs) and class labels for sequence classification;
+    `name` is how messages call the source (default: its path or spec)."""
     fields = (text_fields,) if isinstance(text_fields, str) else tuple(text_fields)
     if pair and len(fields) != 2:
         raise LsllmError(
@@ -50,7 +52,8 @@ def read_sequence_examples(
         )
     if not fields:
         raise LsllmError("no text field given; name the text column with --text-field")
-    records = read_records(path)
+    path = name or source_name(source)
+    records = read_rows(source, path)
     columns = _columns(records)
     for field in fields:
         _require_column(field, columns, path, "--text-field")
@@ -73,15 +76,17 @@ def read_sequence_examples(
 
 
 def read_token_examples(
-    path: str | os.PathLike,
+    source: Source,
     tokens_field: str = "tokens",
     tags_field: str = "tags",
     require_labels: bool = True,
+    name: str | None = None,
 ) -> list[TokenExample]:
-    """Read tokenised sentences with BIO tags from JSON/JSONL/Parquet rows or a CoNLL column file."""
-    if Path(path).suffix.lower() in RECORD_TOKEN_SUFFIXES:
-        return _token_examples_from_records(path, tokens_field, tags_field, require_labels)
-    return _token_examples_from_conll(path, require_labels)
+    """Read tokenised sentences with BIO tags from JSON/JSONL/Parquet rows, a dataset or a CoNLL column
+    file; `name` is how messages call the source (default: its path or spec)."""
+    if holds_rows(source, RECORD_TOKEN_SUFFIXES):
+        return _token_examples_from_records(source, name, tokens_field, tags_field, require_labels)
+    return _token_examples_from_conll(source, require_labels)
 
 
 def normalize_tags(tags: Iterable[str], *, where: str = "") -> list[str]:
@@ -151,9 +156,10 @@ def _label_value(value: Any, row: int, path: str | os.PathLike) -> str | int | N
 
 
 def _token_examples_from_records(
-    path: str | os.PathLike, tokens_field: str, tags_field: str, require_labels: bool
+    source: Source, name: str | None, tokens_field: str, tags_field: str, require_labels: bool
 ) -> list[TokenExample]:
-    records = read_records(path)
+    path = name or source_name(source)
+    records = read_rows(source, path)
     columns = _columns(records)
     _require_column(tokens_field, columns, path, "--tokens-field")
     if require_labels:

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from lsllm.data.examples import check_words
-from lsllm.data.tables import TABLE_SUFFIXES, read_records
+from lsllm.data.sources import Source, holds_rows, read_rows, source_name
+from lsllm.data.tables import TABLE_SUFFIXES
 from lsllm.data.task import TaskData
 from lsllm.data.words import word_spans
 from lsllm.errors import LsllmError
 
 
-def read_prediction_inputs(data: TaskData, path: str | os.PathLike) -> list:
-    """Texts (or text pairs) for a sequence run; raw texts or word lists for a token run. Every input
-    has a word to tag: an empty one is reported with its row here, not later without the file's name."""
+def read_prediction_inputs(data: TaskData, source: Source) -> list:
+    """Texts (or text pairs) for a sequence run; raw texts or word lists for a token run, from a file or a
+    dataset. Every input has a word to tag: an empty one is reported with its row here, not later without
+    the file's name."""
     if data.config.task == "sequence":
-        examples = data.read(path, require_labels=False)
+        examples = data.read(source, require_labels=False)
         return [(e.text, e.text_pair) if e.text_pair is not None else e.text for e in examples]
-    if Path(path).suffix.lower() not in TABLE_SUFFIXES:
-        return [e.tokens for e in data.read(path, require_labels=False)]
+    if not holds_rows(source, TABLE_SUFFIXES):
+        return [e.tokens for e in data.read(source, require_labels=False)]
     tokens_field, text_field = data.config.tokens_field, data.config.text_field[0]
+    name = source_name(source)
     inputs = []
-    for number, row in enumerate(read_records(path), start=1):
-        where = f"row {number} of {path}"
+    for number, row in enumerate(read_rows(source, name), start=1):
+        where = f"row {number} of {name}"
         if isinstance(row.get(tokens_field), list):
             words = row[tokens_field]
             if not words or not all(isinstance(word, str) for word in words):

@@ -9,17 +9,19 @@ from lsllm.config import TrainConfig
 from lsllm.data.encoding import Encoder
 from lsllm.data.examples import SequenceExample, TokenExample, read_sequence_examples, read_token_examples
 from lsllm.data.labels import LabelMap
+from lsllm.data.sources import Source
 
 Example = SequenceExample | TokenExample
 
 
-def read_examples(config: TrainConfig, path: str, require_labels: bool = True) -> list[Example]:
-    """Read a data file the way the run's task and field options say."""
+def read_examples(
+    config: TrainConfig, source: Source, require_labels: bool = True, name: str | None = None
+) -> list[Example]:
+    """Read a data file or dataset the way the run's task and field options say."""
     if config.task == "sequence":
-        return read_sequence_examples(
-            path, config.text_field, config.label_field, pair=config.text_pair, require_labels=require_labels
-        )
-    return read_token_examples(path, config.tokens_field, config.tags_field, require_labels=require_labels)
+        fields = (config.text_field, config.label_field)
+        return read_sequence_examples(source, *fields, config.text_pair, require_labels, name)
+    return read_token_examples(source, config.tokens_field, config.tags_field, require_labels, name)
 
 
 def subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
@@ -45,8 +47,8 @@ class TaskData:
     labels: LabelMap
     encoder: Encoder
 
-    def read(self, path: str, require_labels: bool = True) -> list[Example]:
-        return read_examples(self.config, path, require_labels)
+    def read(self, source: Source, require_labels: bool = True, name: str | None = None) -> list[Example]:
+        return read_examples(self.config, source, require_labels, name)
 
     def label_ids(self, examples: list[Example], source: str) -> list[int] | list[list[int]]:
         if self.config.task == "sequence":
