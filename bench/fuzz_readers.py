@@ -483,9 +483,11 @@ def check_sequence_examples(examples: list, labelled: bool, pair: bool) -> None:
         else:
             _check(example.text_pair is None, "text_pair without pair mode", example.text_pair)
         label = example.label
-        _check(label is None or isinstance(label, (str, int)), "label of another type", label)
-        _check(not isinstance(label, str) or (label == label.strip() and label != ""), "blank label", label)
         _check(not labelled or label is not None, "missing label accepted")
+        for item in label if isinstance(label, list) else [label]:  # a list: a multi-label row
+            _check(item is None or isinstance(item, (str, int)), "label of another type", label)
+            _check(not isinstance(item, str) or (item == item.strip() and item != ""), "blank label", label)
+            _check(not isinstance(label, list) or item is not None, "missing label in a list", label)
 
 
 def check_token_examples(examples: list, labelled: bool) -> None:

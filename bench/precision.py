@@ -59,7 +59,7 @@ def batches(task_name: str, args: argparse.Namespace, tokenizer, config: TrainCo
         examples = [TokenExample(r["tokens"], r["tags"]) for r in rows]
     data = TaskData(config, label_map_for(config, examples), Encoder(tokenizer, 128))
     features = data.encode(examples, task_name)
-    collate = Collator(tokenizer.pad_token_id, tokenizer.padding_side)
+    collate = Collator(tokenizer.pad_token_id, tokenizer.padding_side, config.task == "token")
     size = args.batch_size
     batched = [collate(features[i : i + size]) for i in range(0, len(features), size)]
     return batched, collate(features[:1]), collate(features[:64]), len(data.labels)

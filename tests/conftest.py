@@ -2,6 +2,7 @@
 
 import logging
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,16 @@ def sentiment_files(tmp_path) -> dict[str, Path]:
 @pytest.fixture
 def ner_files(tmp_path) -> dict[str, Path]:
     return write_splits(tmp_path, ner_rows, {"train": 32, "dev": 12, "test": 12})
+
+
+@pytest.fixture
+def in_process(capsys):
+    """Run `lsllm` in this process (fast) and hand back what a subprocess would have shown."""
+    from lsllm.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    return run

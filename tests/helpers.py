@@ -40,6 +40,36 @@ def sentiment_rows(n: int, seed: int) -> list[dict]:
     return rows
 
 
+def topic_rows(n: int, seed: int) -> list[dict]:
+    """A learnable multi-label task: a text is about every topic it mentions (a person, a place, praise),
+    any number of them, none included."""
+    rng = random.Random(seed)
+    topics = {
+        "person": [" ".join(p) for p in PEOPLE],
+        "place": [" ".join(p) for p in PLACES],
+        "praise": POSITIVE,
+    }
+    rows = []
+    for i in range(n):
+        chosen = [topic for j, topic in enumerate(topics) if (i >> j) & 1]  # every combination in turn
+        words = [*rng.sample(FILLER, 3), *(rng.choice(topics[topic]) for topic in chosen)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": chosen})
+    return rows
+
+
+def score_rows(n: int, seed: int) -> list[dict]:
+    """A learnable regression task: the score is the number of positive words minus negative ones."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        good, bad = rng.randint(0, 2), rng.randint(0, 2)
+        words = [*rng.sample(FILLER, 2), *rng.sample(POSITIVE, good), *rng.sample(NEGATIVE, bad)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": float(good - bad)})
+    return rows
+
+
 def ner_rows(n: int, seed: int) -> list[dict]:
     """A learnable toy tagging task: known names are PER, known cities LOC, the rest O."""
     rng = random.Random(seed)
@@ -71,6 +101,13 @@ def write_splits(root: Path, make_rows, sizes: dict[str, int], prefix: str = "")
 
 SEQUENCE_LABELS = ["neg", "pos", "neutral"]
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+THRESHOLDS = (0.4, 0.5, 0.6)  # what saved_run gives a multi-label run, as if tuned on dev
+
+
+def label_map(task: str, shape: str = "single") -> LabelMap:
+    if task == "regression":
+        return LabelMap.for_regression("score")
+    return LabelMap.from_names(SEQUENCE_LABELS if task == "sequence" else TAGS, shape)
 
 
 def lora_model(
@@ -80,6 +117,7 @@ def lora_model(
     pooling: str = "last",
     seed: int = 0,
     bidirectional_layers: str | None = None,
+    shape: str = "single",
     **options,
 ):
     """A run's config (any other `options` of TrainConfig too), labels and a LoRA-wrapped model with a
@@ -93,9 +131,9 @@ def lora_model(
         bidirectional_layers=bidirectional_layers,
         **options,
     )
-    labels = LabelMap.from_names(SEQUENCE_LABELS if task == "sequence" else TAGS)
+    labels = label_map(task, shape)
     torch.manual_seed(seed)
-    return config, labels, add_lora(build_model(config, len(labels)), 4, 8, 0.0, None)
+    return config, labels, add_lora(build_model(config, len(labels), labels.shape), 4, 8, 0.0, None)
 
 
 def untrained_classifier(
@@ -123,12 +161,14 @@ def saved_run(
     attention: str,
     pooling: str = "last",
     bidirectional_layers: str | None = None,
+    shape: str = "single",
     **options,
 ) -> Path:
     """A run folder as training leaves it (any other `options` of TrainConfig too), with non-zero LoRA
-    weights (so merging them changes the model) and, if the head has one, a non-zero bias."""
+    weights (so merging them changes the model) and, if the head has one, a non-zero bias; a multi-label
+    run has THRESHOLDS."""
     config, labels, model = lora_model(
-        model_path, task, attention, pooling, 0, bidirectional_layers, **options
+        model_path, task, attention, pooling, 0, bidirectional_layers, shape, **options
     )
     for name, parameter in model.named_parameters():
         if "lora_B" in name or "head.modules_to_save.default.bias" in name:
@@ -137,4 +177,6 @@ def saved_run(
     run.prepare_for_training(resume=False)
     run.save_setup(config, labels, load_tokenizer(str(model_path)))
     run.save_weights(model.save_pretrained)
+    if labels.shape == "multi":
+        run.save_thresholds(labels, THRESHOLDS, per_label=True)
     return run.path

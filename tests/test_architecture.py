@@ -16,7 +16,7 @@ LAYERS = [
     ["lsllm.config"],
     ["lsllm.data"],
     ["lsllm.modeling"],
-    ["lsllm.metrics", "lsllm.predictions"],
+    ["lsllm.decision", "lsllm.metrics", "lsllm.predictions"],
     ["lsllm.artifacts", "lsllm.checkpoints"],
     ["lsllm.inference"],
     ["lsllm.adaptation"],

@@ -206,18 +206,6 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def in_process(capsys):
-    """Run `lsllm` in this process (fast) and hand back what a subprocess would have shown."""
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
-
-    return run
-
-
 def test_bad_inputs_give_one_line_errors(cli_runs, tiny_model, tmp_path, in_process):
     lsllm = in_process
     _, seq, _ = cli_runs

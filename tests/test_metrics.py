@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import scipy.stats
 
-from lsllm.metrics import format_metrics, selection_metric, sequence_metrics, token_metrics
+from lsllm.decision import Decision
+from lsllm.metrics import (
+    LOWER_IS_BETTER,
+    format_metrics,
+    multilabel_metrics,
+    regression_metrics,
+    selection_metric,
+    sequence_metrics,
+    token_metrics,
+    tune_thresholds,
+)
 
 # Three classes; by hand the confusion matrix is [[2, 1, 0], [0, 1, 1], [0, 0, 1]], 4 of 6 correct.
 NAMES = ["neg", "neu", "pos"]
@@ -127,11 +139,94 @@ def test_format_splits_under_headings() -> None:
     assert "entity F1         50.0" in lines
 
 
-@pytest.mark.parametrize(("task", "key"), [("sequence", "accuracy"), ("token", "f1")])
-def test_selection_metric(task: str, key: str) -> None:
-    assert selection_metric(task) == key
+@pytest.mark.parametrize(
+    ("task", "shape", "key"),
+    [
+        ("sequence", "single", "accuracy"),
+        ("token", "single", "f1"),
+        ("sequence", "multi", "micro_f1"),
+        ("regression", "regression", "mse"),
+    ],
+)
+def test_selection_metric(task: str, shape: str, key: str) -> None:
+    assert selection_metric(task, shape) == key
+    assert (key in LOWER_IS_BETTER) == (shape == "regression")
 
 
-def test_selection_metric_rejects_unknown_task() -> None:
-    with pytest.raises(ValueError, match="unknown task"):
-        selection_metric("regression")
+# Three labels a, b, c. By label: a all right; b one of two found; c missed, and predicted once wrongly.
+# Micro: tp 3, fp 1, fn 2 -> P 3/4, R 3/5, F1 6/9. Only the last text has all its labels right.
+MULTI_GOLD = [[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]]
+MULTI_PRED = [[1, 0, 0], [0, 1, 1], [1, 0, 0], [0, 0, 0]]
+
+
+def test_multilabel_metrics_match_hand_computation() -> None:
+    metrics = multilabel_metrics(MULTI_GOLD, MULTI_PRED, ["a", "b", "c"], thresholds=[0.5, 0.3, 0.7])
+    assert metrics["micro_precision"] == pytest.approx(3 / 4)
+    assert metrics["micro_recall"] == pytest.approx(3 / 5)
+    assert metrics["micro_f1"] == pytest.approx(2 / 3)
+    assert metrics["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert metrics["exact_match"] == 0.25
+    assert metrics["per_label"]["b"] == pytest.approx(
+        {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2, "threshold": 0.3}
+    )
+    assert metrics["per_label"]["c"] == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "support": 1,
+        "threshold": 0.7,
+    }
+    assert json.loads(json.dumps(metrics)) == metrics
+
+
+def logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+# Label a is right for thresholds in (0.62, 0.72], label b in (0.12, 0.33]; one shared threshold does best
+# in b's range (micro-F1 6/7 there, against 4/5 in a's).
+TUNING_GOLD = [[1, 1], [1, 0], [0, 0]]
+TUNING_LOGITS = [[logit(0.72), logit(0.33)], [logit(0.81), logit(0.12)], [logit(0.62), logit(0.12)]]
+
+
+def test_thresholds_are_tuned_for_micro_f1_or_each_labels_f1_nearest_one_half_on_ties() -> None:
+    shared = tune_thresholds(TUNING_GOLD, TUNING_LOGITS, per_label=False)
+    per_label = tune_thresholds(TUNING_GOLD, TUNING_LOGITS, per_label=True)
+    assert shared == (0.3, 0.3) and per_label == (0.65, 0.3)
+    decided = Decision("multi", per_label).decide(TUNING_LOGITS)
+    assert decided.int().tolist() == TUNING_GOLD
+    shared_f1 = multilabel_metrics(TUNING_GOLD, Decision("multi", shared).decide(TUNING_LOGITS), "ab")
+    assert shared_f1["micro_f1"] == pytest.approx(6 / 7)
+
+
+def test_regression_metrics_equal_scipys() -> None:
+    gold = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    predicted = [1.5, 1.9, 3.6, 3.2, 5.5, 5.9]
+    metrics = regression_metrics(gold, predicted)
+    assert metrics["mse"] == pytest.approx((0.25 + 0.01 + 0.36 + 0.64 + 0.25 + 0.01) / 6)
+    assert metrics["pearson"] == pytest.approx(scipy.stats.pearsonr(gold, predicted).statistic)
+    assert metrics["spearman"] == pytest.approx(scipy.stats.spearmanr(gold, predicted).statistic)
+    assert metrics["spearman"] == pytest.approx(1 - 6 * 2 / (6 * 35))  # ranks 3 and 4 swapped
+    assert metrics["count"] == 6
+    perfect = regression_metrics(gold, [2 * g + 1 for g in gold])  # correlations ignore scale; MSE does not
+    assert (perfect["pearson"], perfect["spearman"]) == pytest.approx((1.0, 1.0))
+    assert perfect["mse"] == pytest.approx(np.mean([(g + 1) ** 2 for g in gold]))
+
+
+def test_undefined_correlations_are_none() -> None:
+    constant = regression_metrics([1.0, 2.0, 3.0], [0.5, 0.5, 0.5])
+    assert constant["pearson"] is None and constant["spearman"] is None and constant["mse"] > 0
+    assert regression_metrics([1.0], [2.0]) == {"mse": 1.0, "pearson": None, "spearman": None, "count": 1}
+    assert json.loads(json.dumps(constant)) == constant
+
+
+def test_format_multilabel_and_regression_metrics() -> None:
+    lines = rows(format_metrics(multilabel_metrics(MULTI_GOLD, MULTI_PRED, ["a", "b", "c"], [0.5, 0.3, 0.7])))
+    assert lines[:2] == [["micro-F1", "66.7"], ["macro-F1", "55.6"]]
+    assert ["exact", "match", "25.0"] in lines
+    assert ["label", "precision", "recall", "f1", "support", "threshold"] in lines
+    assert ["b", "100.0", "50.0", "66.7", "2", "0.30"] in lines
+    regression = rows(
+        format_metrics({"dev": regression_metrics([1.0, 2.0, 3.0], [0.5, 0.5, 0.5])})
+    )  # MSE (0.25 + 2.25 + 6.25) / 3
+    assert regression == [["==", "dev", "=="], ["mse", "2.9167"], ["pearson", "n/a"], ["spearman", "n/a"]]

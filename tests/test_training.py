@@ -12,7 +12,7 @@ import yaml
 import lsllm
 from lsllm.artifacts import RunFolder
 from lsllm.errors import LsllmError
-from tests.helpers import ner_rows, sentiment_rows, write_splits
+from tests.helpers import ner_rows, sentiment_rows, write_jsonl, write_splits
 
 FAST = dict(
     precision="fp32", epochs=14, batch_size=8, learning_rate=3e-3, lora_r=8, max_length=64, logging_steps=1
@@ -254,3 +254,40 @@ def test_a_bad_dataset_row_names_its_split(tiny_model, sentiment_files, tmp_path
     dev = Dataset.from_list([{"text": "fine", "label": "pos"}, {"text": "odd", "label": "meh"}])
     with pytest.raises(LsllmError, match=r"^label 'meh' in the dev dataset is not among the training labels"):
         train_run(tiny_model, {**sentiment_files, "dev": dev}, "sequence", tmp_path / "run", epochs=1)
+
+
+class Built(Exception):
+    """Stops a training run once its model is built."""
+
+
+@pytest.mark.parametrize("task", ["sequence", "token"])
+def test_class_weights_auto_reach_the_model_as_inverse_class_frequency(
+    tiny_model, tmp_path, monkeypatch, task
+):
+    import lsllm.training
+
+    if task == "sequence":  # 6 pos, 2 neg: n / (k * n_c) = 8 / (2 * 2) for neg, 8 / (2 * 6) for pos
+        rows = sentiment_rows(12, seed=0)
+        train = write_jsonl(tmp_path / "train.jsonl", [r for r in rows if r["label"] == "pos"] + rows[1:4:2])
+        expected = [2.0, 2 / 3]
+    else:  # n / (k * n_c) over the words' tags, 1 for a tag never seen
+        train = write_jsonl(tmp_path / "train.jsonl", ner_rows(8, seed=0))
+        tags = [tag for line in train.read_text().splitlines() for tag in json.loads(line)["tags"]]
+        counts = {tag: tags.count(tag) for tag in ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]}
+        seen = sum(1 for count in counts.values() if count)
+        expected = [len(tags) / (seen * count) if count else 1.0 for count in counts.values()]
+    given = {}
+
+    def spy(config, num_labels, shape, class_weights):
+        given[config.class_weights] = class_weights
+        raise Built
+
+    monkeypatch.setattr(lsllm.training, "build_model", spy)
+    for choice in ("auto", "none"):
+        config = lsllm.TrainConfig(
+            model=str(tiny_model), task=task, train=str(train), dev=str(train), output=str(tmp_path / choice),
+            class_weights=choice,
+        )  # fmt: skip
+        with pytest.raises(Built):
+            lsllm.train(config)
+    assert given["auto"] == pytest.approx(expected) and given["none"] is None

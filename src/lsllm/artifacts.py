@@ -16,15 +16,17 @@ from peft import PeftModel
 from lsllm.atomic import swap_in_dir, write_json_atomic
 from lsllm.config import SAVED_RUN_DEFAULTS, YAML_END, TrainConfig, read_yaml
 from lsllm.data.labels import LabelMap
+from lsllm.decision import Decision
 from lsllm.errors import LsllmError, first_line
 from lsllm.modeling.attention import backbone_attention, check_attention, check_layerwise
 from lsllm.modeling.backbone import load_tokenizer
-from lsllm.modeling.hf import HF_CLASSES, MODEL_TYPE
+from lsllm.modeling.hf import HF_CLASSES, MODEL_TYPE, shape_of
 from lsllm.modeling.model import LabelSupervisedModel, build_model
 from lsllm.modeling.stock import AUTO_CLASSES, from_stock
 
 CONFIG = "config.yaml"
 LABELS = "labels.json"
+THRESHOLDS = "thresholds.json"  # a multi-label run's decision thresholds, tuned on dev when training ends
 TOKENIZER = "tokenizer"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -90,7 +92,23 @@ class TrainedFolder:
                 f"{self.path / LABELS} is corrupt ({first_line(error)}); {self.repair}"
             ) from None
 
-    def load_model(self, config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
+    def load_decision(self, labels: LabelMap) -> Decision:
+        """The run's decision rule; for a multi-label run, with the thresholds tuned on dev."""
+        if labels.shape != "multi":
+            return Decision.untuned(labels)  # nothing to tune
+        path = self.path / THRESHOLDS
+        if not path.exists():
+            raise LsllmError(
+                f"{self.path} has no {THRESHOLDS}, which a multi-label run writes when training ends;"
+                f" {self.repair}"
+            )
+        try:
+            tuned = json.loads(path.read_text(encoding="utf-8"))["thresholds"]
+            return Decision("multi", tuple(float(tuned[str(name)]) for name in labels.names))
+        except (ValueError, KeyError, TypeError) as error:
+            raise LsllmError(f"{path} is corrupt ({first_line(error)}); {self.repair}") from None
+
+    def load_model(self, config: TrainConfig, labels: LabelMap) -> LabelSupervisedModel:
         """The trained model in fp32 with LoRA folded into its weights, its attention mode checked."""
         raise NotImplementedError
 
@@ -122,6 +140,11 @@ class RunFolder(TrainedFolder):
         write_json_atomic(self.path / LABELS, labels.to_dict())
         self._replace_dir(self.path / TOKENIZER, tokenizer.save_pretrained)
 
+    def save_thresholds(self, labels: LabelMap, thresholds: tuple[float, ...], per_label: bool) -> None:
+        """Write the thresholds tuned on dev: one per label, or one shared (`per_label` says which)."""
+        values = {str(name): t for name, t in zip(labels.names, thresholds, strict=True)}
+        write_json_atomic(self.path / THRESHOLDS, {"thresholds": values, "per_label": per_label})
+
     def save_weights(self, save: Callable[[str], None], keep: bool = True) -> None:
         """Save the LoRA adapter and the head with `save(folder)` (a PeftModel's or a Trainer's, which
         write safetensors), swapping them in only once fully written. Each training process calls it, since
@@ -150,9 +173,9 @@ class RunFolder(TrainedFolder):
             )
         return missing
 
-    def load_adapted(self, config: TrainConfig, num_labels: int) -> PeftModel:
+    def load_adapted(self, config: TrainConfig, labels: LabelMap) -> PeftModel:
         """The base model, its attention mode checked, with the run's LoRA adapter (kept apart) and head."""
-        core = build_model(config, num_labels)
+        core = build_model(config, len(labels), labels.shape)
         try:
             return PeftModel.from_pretrained(core, str(self.path))
         except Exception as error:  # safetensors, shape and key errors all mean the same thing here
@@ -161,8 +184,8 @@ class RunFolder(TrainedFolder):
                 " the run is corrupt, retrain it"
             ) from None
 
-    def load_model(self, config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
-        return self.load_adapted(config, num_labels).merge_and_unload()
+    def load_model(self, config: TrainConfig, labels: LabelMap) -> LabelSupervisedModel:
+        return self.load_adapted(config, labels).merge_and_unload()
 
 
 def export_model_type(path: Path):
@@ -219,7 +242,7 @@ class ExportFolder(TrainedFolder):
             missing.append(WEIGHTS[0])
         return missing
 
-    def load_model(self, config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
+    def load_model(self, config: TrainConfig, labels: LabelMap) -> LabelSupervisedModel:
         lsllm_type = self.format == "lsllm"
         auto = HF_CLASSES[config.task] if lsllm_type else AUTO_CLASSES[config.task]
         try:
@@ -233,10 +256,11 @@ class ExportFolder(TrainedFolder):
                 f"cannot load the weights in {self.path} ({first_line(error)}); "
                 f"the export is corrupt or from an incompatible lsllm or peft version, {self.repair}"
             ) from None
-        if exported.config.num_labels != num_labels:
+        found = (exported.config.num_labels, shape_of(exported.config))
+        if found != (len(labels), labels.shape):
             raise LsllmError(
-                f"{self.path / HF_CONFIG} has {exported.config.num_labels} labels but {LABELS} has "
-                f"{num_labels}; {self.repair}"
+                f"{self.path / HF_CONFIG} has {found[0]} labels ({found[1]}) but {LABELS} has {len(labels)}"
+                f" ({labels.shape}); {self.repair}"
             )
         if lsllm_type:
             exported.merge_lora()

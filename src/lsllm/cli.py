@@ -27,7 +27,8 @@ from lsllm.serving.options import ServeOptions, bind
 
 DESCRIPTION = """Label-supervised fine-tuning of decoder LLMs: a linear head on the final hidden states,
 LoRA on the backbone, cross-entropy on your labels. Causal attention (LS-LLaMA) or bidirectional
-(LS-unLLaMA), for text classification (--task sequence) or word tagging such as NER (--task token)."""
+(LS-unLLaMA), for text classification (--task sequence: one label per text, or several with
+--multi-label), numbers (--task regression) or word tagging such as NER (--task token)."""
 
 TRAIN_EXAMPLE = """example:
   lsllm train --model smollm2-135m --task token --train train.txt --dev valid.txt --test test.txt \\

@@ -13,12 +13,13 @@ import yaml
 from lsllm.atomic import write_text_atomic
 from lsllm.errors import LsllmError, first_line
 
-TASKS = ("sequence", "token")
+TASKS = ("sequence", "token", "regression")
 DATA_ROLES = ("train", "dev", "test")
 ATTENTION_MODES = ("causal", "bidirectional")
 POOLING_MODES = ("last", "mean", "max")
 PRECISIONS = ("auto", "fp32", "bf16")
 HEAD_INITS = ("random", "label-words")
+CLASS_WEIGHTS = ("none", "auto")
 PREDICT_PRECISIONS = (*PRECISIONS, "int8")  # int8 only runs a trained model
 EXPORT_FORMATS = ("lsllm", "transformers")  # what `lsllm export --format` writes (lsllm.export)
 
@@ -68,7 +69,10 @@ class TrainConfig:
 
     model: str = option(None, "model: local Hugging Face folder, hub id, or built-in name (smollm2-135m)")
     task: str = option(
-        None, "what to predict: one label per text (sequence) or per word (token)", choices=TASKS
+        None,
+        "what to predict: labels per text (sequence: one, or several with --multi-label), one tag per word"
+        " (token), or a number per text (regression)",
+        choices=TASKS,
     )
     train: str = option(
         None,
@@ -110,7 +114,28 @@ class TrainConfig:
     )
     text_field: list[str] = option(["text"], "text column(s); repeat the flag to join several fields")
     text_pair: bool = option(False, "encode exactly two text fields as a tokenizer pair instead of joining")
-    label_field: str = option("label", "label column (sequence task)")
+    label_field: str = option(
+        "label",
+        "label column (sequence, regression): a class per row, a list of classes per row (multi-label),"
+        " or a number (regression)",
+    )
+    multi_label: bool = option(
+        False,
+        "sequence task: several labels per text (sigmoid outputs, binary cross-entropy, a decision threshold"
+        " tuned on dev); on by itself when any training row's label is a list, here a lone label is a list"
+        " of one",
+    )
+    label_columns: list[str] | None = option(
+        None,
+        "multi-label data with one 0/1 column per label, e.g. --label-columns toxic insult (the column"
+        " names are the labels) instead of a --label-field of lists",
+    )
+    threshold_per_label: bool = option(
+        False,
+        "multi-label: tune one decision threshold per label (the one that maximises that label's dev F1)"
+        " instead of one for all labels (the one that maximises dev micro-F1); both from 0.05 to 0.95 in"
+        " steps of 0.05",
+    )
     tokens_field: str = option("tokens", "word-list field of token data in JSON/Parquet rows or a dataset")
     tags_field: str = option(
         "tags",
@@ -140,6 +165,13 @@ class TrainConfig:
         None,
         "the word that names each label for --head-init label-words, as LABEL=WORD (default: the label"
         " itself, after a space unless --chat-template)",
+    )
+    class_weights: str = option(
+        "none",
+        "auto: weigh each class's loss by inverse frequency in the training labels, n / (k * n_c) for class"
+        " c (n labels, k classes seen, n_c of class c), so rare classes count as much as common ones in"
+        " total; for multi-label, BCE's pos_weight (negatives / positives of each label); none: unweighted",
+        choices=CLASS_WEIGHTS,
     )
     max_train_examples: int | None = option(None, "train on a random subset of this many examples (seeded)")
     max_dev_examples: int | None = option(
@@ -207,7 +239,7 @@ class TrainConfig:
                 raise LsllmError(
                     f"missing --{flag(name)}; give it on the command line or as '{name}:' in --config"
                 )
-        for name in ("task", "attention", "pooling", "precision", "head_init"):
+        for name in ("task", "attention", "pooling", "precision", "head_init", "class_weights"):
             choices = field_choices(name)
             if getattr(self, name) not in choices:
                 raise LsllmError(
@@ -242,6 +274,23 @@ class TrainConfig:
             raise LsllmError(
                 "--template and --chat-template are for sequence runs; leave them out for --task token"
             )
+        if self.task != "sequence" and (self.multi_label or self.label_columns or self.threshold_per_label):
+            raise LsllmError(
+                f"--multi-label, --label-columns and --threshold-per-label are for --task sequence, not"
+                f" --task {self.task}; leave them out"
+            )
+        if self.task == "regression" and (
+            self.labels
+            or self.head_init != "random"
+            or self.class_weights != "none"
+            or self.template == "auto"
+        ):
+            raise LsllmError(
+                "--labels, --head-init label-words, --class-weights and --template auto (--preset prompt) are"
+                " for classes; leave them out for --task regression"
+            )
+        if self.labels and self.label_columns:
+            raise LsllmError("--labels and --label-columns both name the labels; give only --label-columns")
         if self.template not in (None, "auto") and "{text}" not in self.template:
             raise LsllmError(
                 f"--template {self.template!r} has no {{text}}; put {{text}} where the text goes"

@@ -1,4 +1,5 @@
-"""Batched prediction and evaluation with a trained run: labels and probabilities, or tags and entities."""
+"""Batched prediction and evaluation with a trained run: labels and probabilities, numbers, or tags and
+entities."""
 
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ from lsllm.data.inputs import read_prediction_inputs
 from lsllm.data.sources import Source, is_dataset, source_name
 from lsllm.data.task import TaskData
 from lsllm.data.words import word_spans
+from lsllm.decision import Decision
 from lsllm.errors import LsllmError
 from lsllm.modeling.precision import default_device, quantize_to_int8, resolve_precision
 from lsllm.predictions import (
     Entity,
+    MultiLabelPrediction,
     Prediction,
     Ranked,
+    RegressionPrediction,
     SequenceInput,
     SequencePrediction,
     TokenInput,
@@ -37,24 +41,33 @@ from lsllm.predictions import (
 
 
 class Classifier:
-    """A trained run ready to predict: model, tokenizer, label set and the options it was trained with."""
+    """A trained run ready to predict: model, tokenizer, label set, the options it was trained with, and
+    its decision rule (for a multi-label run, with its thresholds; untuned ones unless given)."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, data: TaskData) -> None:
+    def __init__(
+        self, model: torch.nn.Module, tokenizer, data: TaskData, decision: Decision | None = None
+    ) -> None:
         if isinstance(model, PeftModel):  # folded LoRA predicts the same, with no extra matmuls per layer
             model = model.merge_and_unload()
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.data = data
+        self.decision = decision or Decision.untuned(data.labels)
         self.collate = Collator(tokenizer.pad_token_id, tokenizer.padding_side)
 
     @classmethod
     def load(
-        cls, run_dir: str | Path, device: str | torch.device | None = None, precision: str = "auto"
+        cls,
+        run_dir: str | Path,
+        device: str | torch.device | None = None,
+        precision: str = "auto",
+        decision: Decision | None = None,
     ) -> Classifier:
         """Rebuild the model of a run folder (`lsllm train`) or an export folder (`lsllm export`).
 
         `precision` as for training: "auto" runs the backbone in bf16 where the device has native bf16
         (the head stays fp32), "fp32" or "bf16" force it; "int8" quantises its linear layers (CPU only).
+        `decision` replaces the folder's own rule (training uses it before the thresholds are tuned).
         """
         device = torch.device(device) if device else default_device()
         if precision == "int8" and device.type != "cpu":
@@ -64,9 +77,10 @@ class Classifier:
         labels = run.load_labels()
         tokenizer = run.load_tokenizer()
         classifier = cls(
-            run.load_model(config, len(labels)).to(device),
+            run.load_model(config, labels).to(device),
             tokenizer,
             TaskData(config, labels, Encoder.for_config(tokenizer, config)),
+            decision or run.load_decision(labels),
         )
         if precision == "int8":
             quantize_to_int8(classifier.model.backbone)
@@ -111,17 +125,17 @@ class Classifier:
         top_k: int | None = None,
         min_score: float | None = None,
     ) -> list[Prediction]:
-        """Sequence task: texts (or text pairs); `top_k` adds the k likeliest labels as "top". Token task:
-        raw texts (split into words as lsllm.data.words says) or lists of words; `min_score` drops the
-        entities scoring below it. A datasets.Dataset gives its rows' inputs, as `predict --input` reads
-        a file's."""
+        """Sequence and regression tasks: texts (or text pairs); `top_k` adds the k likeliest labels as
+        "top". Token task: raw texts (split into words as lsllm.data.words says) or lists of words;
+        `min_score` drops the entities scoring below it. A datasets.Dataset gives its rows' inputs, as
+        `predict --input` reads a file's."""
         check_top_k(top_k, self.task)
         check_min_score(min_score, self.task)
         config = self.data.config
         if is_dataset(inputs):
             inputs = read_prediction_inputs(self.data, inputs)
         inputs = [check_input(x, i, self.task, config.text_pair) for i, x in enumerate(inputs, start=1)]
-        if self.task == "sequence":
+        if self.task != "token":
             examples = [SequenceExample(*x) if isinstance(x, tuple) else SequenceExample(x) for x in inputs]
             return self.predict_examples(examples, batch_size, progress, source, top_k)
         return drop_weak_entities(self._predict_words(inputs, batch_size, progress), min_score)
@@ -140,25 +154,37 @@ class Classifier:
         check_top_k(top_k, self.task)
         if self.task == "token":
             return self._predict_words([e.tokens for e in examples], batch_size, progress)
-        features = self.data.encode(examples, source, with_labels=False)
-        all_logits = self.logits(features, batch_size, progress)
+        features, all_logits = self._text_logits(examples, source, batch_size, progress)
         return [
-            self._sequence_row(logits, feature.get("truncated", False), top_k)
+            self._text_row(logits, feature.get("truncated", False), top_k)
             for feature, logits in zip(features, all_logits, strict=True)
         ]
 
-    def _sequence_row(self, logits: torch.Tensor, truncated: bool, top_k: int | None) -> SequencePrediction:
-        probs = logits.softmax(-1)
-        best = int(probs.argmax())
+    def _text_logits(
+        self, examples: list, source: str, batch_size: int, progress: bool
+    ) -> tuple[list[dict], list[torch.Tensor]]:
+        features = self.data.encode(examples, source, with_labels=False)
+        return features, self.logits(features, batch_size, progress)
+
+    def _text_row(self, logits: torch.Tensor, truncated: bool, top_k: int | None) -> Prediction:
+        """One text's row, as its label shape has it: the best label, the labels above threshold, or the
+        number; `top` lists the k likeliest labels."""
+        scores, decided = self.decision.scores(logits), self.decision.decide(logits)
         names = self.data.labels.names
-        row = SequencePrediction(
-            label=names[best],
-            score=float(probs[best]),
-            probs={str(name): float(p) for name, p in zip(names, probs, strict=True)},
-        )
-        if top_k is not None:  # a stable sort: equal scores keep the head's order, as argmax does
-            ranked = sorted(range(len(names)), key=lambda i: -float(probs[i]))[:top_k]
-            row["top"] = [Ranked(label=names[i], score=float(probs[i])) for i in ranked]
+        if self.decision.shape == "regression":
+            row: Prediction = RegressionPrediction(value=float(decided))
+        else:
+            # A stable sort: equal scores keep the head's order, as argmax does.
+            ranked = sorted(range(len(names)), key=lambda i: -float(scores[i]))
+            probs = {str(name): float(p) for name, p in zip(names, scores, strict=True)}
+            if self.decision.shape == "multi":
+                chosen = [Ranked(label=names[i], score=float(scores[i])) for i in ranked if decided[i]]
+                row = MultiLabelPrediction(labels=chosen, probs=probs)
+            else:
+                best = int(decided)
+                row = SequencePrediction(label=names[best], score=float(scores[best]), probs=probs)
+            if top_k is not None:
+                row["top"] = [Ranked(label=names[i], score=float(scores[i])) for i in ranked[:top_k]]
         if truncated:
             row["truncated"] = True
         return row
@@ -232,18 +258,20 @@ class Classifier:
     def evaluate_examples(
         self, examples: list, source: str, batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False
     ) -> dict:
+        """Metrics on labelled examples, decided as `predict` decides."""
         # Imported here: seqeval brings in scikit-learn, ~100 MB that a process which only predicts
         # sequence labels (a server, a batch job) does not need.
-        from lsllm.metrics import sequence_metrics, token_metrics
+        from lsllm.metrics import label_metrics, token_metrics
 
-        gold = self.data.label_ids(examples, source)
-        predictions = self.predict_examples(examples, batch_size, progress, source)
+        gold = self.data.targets(examples, source)
         names = self.data.labels.names
-        if self.task == "sequence":
-            predicted = [self.data.labels.index(p["label"]) for p in predictions]
-            return sequence_metrics(gold, predicted, names)
-        gold_tags = [[str(names[t]) for t in row] for row in gold]
-        return token_metrics(gold_tags, [p["tags"] for p in predictions])
+        if self.task == "token":
+            predictions = self.predict_examples(examples, batch_size, progress, source)
+            gold_tags = [[str(names[t]) for t in row] for row in gold]
+            return token_metrics(gold_tags, [p["tags"] for p in predictions])
+        _, logits = self._text_logits(examples, source, batch_size, progress)
+        predicted = self.decision.decide(torch.stack(logits)).tolist()
+        return label_metrics(self.decision.shape, gold, predicted, names, self.decision.thresholds)
 
 
 def load(run_dir: str | Path, device: str | None = None, precision: str = "auto") -> Classifier:

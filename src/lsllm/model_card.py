@@ -3,23 +3,43 @@
 from __future__ import annotations
 
 from lsllm.config import TrainConfig
+from lsllm.data.labels import LabelMap
+
+# The scores a card shows, per task and label shape; correlations and MSE as numbers, the rest in percent.
+HEADLINES = {
+    "token": ("precision", "recall", "f1"),
+    "single": ("accuracy", "macro_f1"),
+    "multi": ("micro_f1", "macro_f1"),
+    "regression": ("mse", "pearson", "spearman"),
+}
+WHAT = {
+    "token": "one tag per word",
+    "single": "one label per text",
+    "multi": "any number of labels per text, each with its own sigmoid probability and threshold",
+    "regression": "a number per text",
+}
 
 
-def _percent(scores: dict, key: str) -> str:
-    return f"{100 * scores[key]:.1f}" if key in scores else "n/a"
+def _shown(scores: dict, key: str) -> str:
+    value = scores.get(key)
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" if key in HEADLINES["regression"] else f"{100 * value:.1f}"
 
 
 def model_card(
-    settings: TrainConfig, labels: list[str], metrics: dict, lora: dict, format: str, merged: bool
+    settings: TrainConfig, labels: LabelMap, metrics: dict, lora: dict, format: str, merged: bool
 ) -> str:
     """A README that says what the model is, how it was trained, how well it did and how to load it."""
-    keys = ("accuracy", "macro_f1") if settings.task == "sequence" else ("precision", "recall", "f1")
+    kind_of_task = "token" if settings.task == "token" else labels.shape
+    keys = HEADLINES[kind_of_task]
     rows = [
-        f"| {split} | " + " | ".join(_percent(metrics[split], key) for key in keys) + " |"
+        f"| {split} | " + " | ".join(_shown(metrics[split], key) for key in keys) + " |"
         for split in ("dev", "test")
         if split in metrics
     ]
-    pipeline = "text-classification" if settings.task == "sequence" else "token-classification"
+    per_text = settings.task != "token"
+    pipeline = "text-classification" if per_text else "token-classification"
     how = "merged into the weights" if merged else "kept apart from the weights (loading needs peft)"
     table = ["| split | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys), *rows, ""]
     return "\n".join(
@@ -30,12 +50,20 @@ def model_card(
             f"tags: [lsllm, label-supervised, {'lora-merged' if merged else 'lora'}]",
             "---",
             "",
-            f"# {settings.task} classifier trained with lsllm",
+            f"# {settings.task} model trained with lsllm",
             "",
             f"- Base model: `{settings.model}`",
-            f"- Task: {settings.task} classification, {len(labels)} labels: {', '.join(labels)}",
-            f"- Attention: {settings.attention}"
-            + (f"; pooling: {settings.pooling}" if settings.task == "sequence" else ""),
+            f"- Task: {settings.task}, {WHAT[kind_of_task]}; {len(labels)} output(s):"
+            f" {', '.join(map(str, labels.names))}",
+            *(
+                [
+                    "- Decision thresholds, tuned on dev: `thresholds.json` (lsllm applies them; a plain"
+                    " transformers pipeline gives the sigmoid probabilities only)"
+                ]
+                if labels.shape == "multi"
+                else []
+            ),
+            f"- Attention: {settings.attention}" + (f"; pooling: {settings.pooling}" if per_text else ""),
             f"- Training data: `{settings.train}`; model selected on `{settings.dev}`",
             f"- LoRA r={lora['r']}, alpha={lora['lora_alpha']:g}, dropout={lora['lora_dropout']:g}"
             f" on {', '.join(lora['target_modules'])}; {how}",
@@ -60,7 +88,7 @@ def model_card(
 
 
 def _auto_class(settings: TrainConfig) -> str:
-    kind = "Sequence" if settings.task == "sequence" else "Token"
+    kind = "Token" if settings.task == "token" else "Sequence"
     return f"AutoModelFor{kind}Classification"
 
 

@@ -28,6 +28,23 @@ class SequencePrediction(TypedDict):
     truncated: NotRequired[bool]  # present (true) when the text was cut to max_length tokens
 
 
+class MultiLabelPrediction(TypedDict):
+    """Several labels per text: every label whose probability reaches its threshold, best first (maybe
+    none), and every label's probability (independent sigmoids, so they need not sum to 1)."""
+
+    labels: list[Ranked]
+    probs: dict[str, float]
+    top: NotRequired[list[Ranked]]  # with top_k: the k likeliest labels, best first, above threshold or not
+    truncated: NotRequired[bool]
+
+
+class RegressionPrediction(TypedDict):
+    """A number per text."""
+
+    value: float
+    truncated: NotRequired[bool]
+
+
 class Entity(TypedDict):
     """Words start..end (end exclusive); for raw text also its characters, text[start_char:end_char].
     `score` is the mean over its words of each word's probability of its predicted tag: the score
@@ -51,14 +68,14 @@ class TokenPrediction(TypedDict):
     entities: list[Entity]
 
 
-Prediction = SequencePrediction | TokenPrediction
+Prediction = SequencePrediction | MultiLabelPrediction | RegressionPrediction | TokenPrediction
 
 
 def check_min_score(min_score: object, task: str) -> None:
     if min_score is None:
         return
     if task != "token":
-        raise LsllmError("min_score applies to token runs only; leave it out for a sequence run")
+        raise LsllmError(f"min_score applies to token runs only; leave it out for a {task} run")
     if isinstance(min_score, bool) or not isinstance(min_score, int | float) or not 0 <= min_score <= 1:
         raise LsllmError(f"min_score must be a number from 0 to 1, not {min_score!r}")
 
@@ -75,7 +92,7 @@ def check_top_k(top_k: object, task: str) -> None:
     if top_k is None:
         return
     if task != "sequence":
-        raise LsllmError("top_k applies to sequence runs only; leave it out for a token run")
+        raise LsllmError(f"top_k applies to sequence runs only; leave it out for a {task} run")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise LsllmError(f"top_k must be a whole number of at least 1, not {top_k!r}")
 

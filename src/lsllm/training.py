@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -18,11 +18,13 @@ from lsllm.checkpoints import ManifestCallback, newest_intact, step_of
 from lsllm.config import PREDICT_BATCH_SIZE, TrainConfig
 from lsllm.data.collate import Collator
 from lsllm.data.encoding import IGNORE_INDEX, Encoder
+from lsllm.data.labels import LabelMap
 from lsllm.data.prompts import label_words, resolve_template
 from lsllm.data.sources import source_name
 from lsllm.data.task import TaskData, label_map_for, read_examples, subsample
+from lsllm.decision import Decision
 from lsllm.inference import Classifier
-from lsllm.metrics import selection_metric, sequence_metrics, token_metrics
+from lsllm.metrics import LOWER_IS_BETTER, label_metrics, selection_metric, token_metrics, tune_thresholds
 from lsllm.modeling.backbone import load_tokenizer, resolve_model
 from lsllm.modeling.head_init import (
     first_tokens,
@@ -71,14 +73,25 @@ def forget_log_after(path: Path, step: int) -> None:
     write_text_atomic(path, "".join(kept))
 
 
-def trainer_metrics(task: str, label_names: list):
-    """The dev-set metric function the Trainer uses to choose the best checkpoint."""
+def decision_for(labels: LabelMap, gold, logits, per_label: bool) -> Decision:
+    """The decision rule with its thresholds tuned on dev (multi-label), or the shape's fixed rule."""
+    if labels.shape != "multi":
+        return Decision.untuned(labels)
+    return Decision("multi", tune_thresholds(gold, logits, per_label))
+
+
+def trainer_metrics(config: TrainConfig, labels: LabelMap):
+    """The dev-set metric function the Trainer uses to choose the best checkpoint: a multi-label checkpoint
+    is scored at the thresholds tuned for it, as the final model will be."""
+    label_names = labels.names
 
     def compute(prediction) -> dict:
-        predicted = prediction.predictions.argmax(-1)
         gold = prediction.label_ids
-        if task == "sequence":
-            return sequence_metrics(gold.tolist(), predicted.tolist(), label_names)
+        if config.task != "token":
+            decision = decision_for(labels, gold, prediction.predictions, config.threshold_per_label)
+            predicted = decision.decide(prediction.predictions).tolist()
+            return label_metrics(labels.shape, gold.tolist(), predicted, label_names, decision.thresholds)
+        predicted = prediction.predictions.argmax(-1)
         names = [str(n) for n in label_names]
         keep = gold != IGNORE_INDEX
         gold_tags = [[names[t] for t in row[k]] for row, k in zip(gold, keep, strict=True)]
@@ -91,8 +104,11 @@ def trainer_metrics(task: str, label_names: list):
     return numbers_only
 
 
-def training_arguments(config: TrainConfig, run: RunFolder, steps_per_epoch: int) -> TrainingArguments:
+def training_arguments(
+    config: TrainConfig, run: RunFolder, steps_per_epoch: int, shape: str = "single"
+) -> TrainingArguments:
     strategy = "steps" if config.eval_steps else "epoch"
+    metric = selection_metric(config.task, shape)
     return TrainingArguments(
         output_dir=str(run.path / CHECKPOINTS),
         num_train_epochs=config.epochs,
@@ -108,8 +124,8 @@ def training_arguments(config: TrainConfig, run: RunFolder, steps_per_epoch: int
         save_steps=config.eval_steps,
         save_total_limit=config.save_total_limit,
         load_best_model_at_end=True,
-        metric_for_best_model=selection_metric(config.task),
-        greater_is_better=True,
+        metric_for_best_model=metric,
+        greater_is_better=metric not in LOWER_IS_BETTER,
         logging_steps=min(config.logging_steps, max(1, steps_per_epoch)),
         seed=config.seed,
         bf16=resolve_precision(config.precision) == "bf16",
@@ -146,12 +162,19 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     train_examples = subsample(train_examples, config.max_train_examples, config.seed)
     labels = label_map_for(config, train_examples)
     config = resolve_template(config, labels.names, tokenizer)
+    if labels.shape == "multi":  # found in the data, maybe: the saved config.yaml says so
+        config = replace(config, multi_label=True)
     data = TaskData(config, labels, Encoder.for_config(tokenizer, config))
     train_set = data.encode(train_examples, names["train"])
     dev_examples = subsample(data.read(config.dev, name=names["dev"]), config.max_dev_examples, config.seed)
     dev_set = data.encode(dev_examples, names["dev"])
 
-    core = build_model(config, len(data.labels))
+    weights = None
+    if config.class_weights == "auto":
+        weights = data.labels.balancing_weights(data.targets(train_examples, names["train"]))
+        shown = ", ".join(f"{name}: {w:.3g}" for name, w in zip(data.labels.names, weights, strict=True))
+        logger.info("class weights (--class-weights auto): %s", shown)
+    core = build_model(config, len(data.labels), data.labels.shape, weights)
     if config.head_init == "label-words":
         if config.task == "token":
             tokens = first_tokens(tokenizer, tag_words(data.labels.names, config.label_words), distinct=False)
@@ -171,7 +194,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     if processes.is_main():
         run.save_setup(config, data.labels, tokenizer)
 
-    collator = Collator(tokenizer.pad_token_id, tokenizer.padding_side)
+    collator = Collator(tokenizer.pad_token_id, tokenizer.padding_side, config.task == "token")
     checkpoint = resume_point(run) if resume else None
     if config.mntp_steps and checkpoint is None:  # a checkpoint's LoRA weights have been through it
         rows = output_embeddings(model_path, core.backbone)
@@ -182,11 +205,13 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     global_batch = config.batch_size * config.grad_accum * processes.world_size()
     trainer = Trainer(
         model=model,
-        args=training_arguments(config, run, steps_per_epoch=-(-len(train_set) // global_batch)),
+        args=training_arguments(
+            config, run, steps_per_epoch=-(-len(train_set) // global_batch), shape=data.labels.shape
+        ),
         train_dataset=train_set,
         eval_dataset=dev_set,
         data_collator=collator,
-        compute_metrics=trainer_metrics(config.task, data.labels.names),
+        compute_metrics=trainer_metrics(config, data.labels),
         callbacks=[JsonlLogCallback(run.path / TRAINING_LOG), ManifestCallback()],
     )
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -214,12 +239,19 @@ def resume_point(run: RunFolder) -> Path | None:
 
 
 def score(run: RunFolder, config: TrainConfig, data: TaskData, dev_examples: list, best_checkpoint) -> dict:
-    """The final dev and test metrics, written to metrics.json. Scored as `lsllm eval` scores the saved
-    run, in the same number format, so the two always agree; in the main process only."""
+    """The final dev and test metrics, written to metrics.json, after a multi-label run's thresholds are
+    tuned on dev. Scored as `lsllm eval` scores the saved run, in the same number format, so the two always
+    agree; in the main process only."""
     _compat.forget_deepspeed_zero3()  # else this process alone would wait to load its share of a ZeRO-3 model
-    classifier = Classifier.load(run.path, precision=config.precision)
+    classifier = Classifier.load(run.path, precision=config.precision, decision=Decision.untuned(data.labels))
     classifier.data = data  # the same options and tokenizer; its encoder has reported dev's long inputs
-    metrics = {"dev": classifier.evaluate_examples(dev_examples, source_name(config.dev, "dev"))}
+    dev_name = source_name(config.dev, "dev")
+    if data.labels.shape == "multi":  # the thresholds, tuned on the saved model's dev outputs
+        dev_logits = torch.stack(classifier.logits(data.encode(dev_examples, dev_name, with_labels=False)))
+        gold = data.targets(dev_examples, dev_name)
+        classifier.decision = decision_for(data.labels, gold, dev_logits, config.threshold_per_label)
+        run.save_thresholds(data.labels, classifier.decision.thresholds, config.threshold_per_label)
+    metrics = {"dev": classifier.evaluate_examples(dev_examples, dev_name)}
     if config.test not in (None, ""):
         test_name = source_name(config.test, "test")
         metrics["test"] = classifier.evaluate_examples(data.read(config.test, name=test_name), test_name)

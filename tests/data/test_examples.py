@@ -102,6 +102,62 @@ def test_float_and_nan_labels_from_parquet(tmp_path):
         read_sequence_examples(path)
 
 
+def test_multi_label_rows_hold_lists_of_labels(tmp_path):
+    rows = [{"text": "a", "label": ["x", " y "]}, {"text": "b", "label": []}, {"text": "c", "label": 3.0}]
+    assert [e.label for e in read_sequence_examples(write_jsonl(tmp_path, "m.jsonl", rows))] == [
+        ["x", "y"],
+        [],  # a row with none of the labels
+        3,
+    ]
+    path = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"text": ["a", "b"], "label": [["x"], ["y", "x"]]}), path)
+    assert [e.label for e in read_sequence_examples(path)] == [["x"], ["y", "x"]]
+
+
+def test_label_columns_hold_one_0_or_1_per_label(tmp_path):
+    path = write(tmp_path, "m.csv", "text,toxic,insult\na,1,0\nb,0,0\nc,TRUE,1\n")
+    examples = read_sequence_examples(path, label_columns=["toxic", "insult"])
+    assert [e.label for e in examples] == [["toxic"], [], ["toxic", "insult"]]
+    unlabelled = write(tmp_path, "u.csv", "text\na\n")
+    assert read_sequence_examples(unlabelled, label_columns=["toxic"], require_labels=False)[0].label is None
+    with pytest.raises(LsllmError, match=r"column 'insult' not found .*; choose one with --label-columns"):
+        read_sequence_examples(
+            write(tmp_path, "n.csv", "text,toxic\na,1\n"), label_columns=["toxic", "insult"]
+        )
+    with pytest.raises(
+        LsllmError, match=r"^row 2 of .*b\.csv has '2' in label column 'insult'; .* 1 .* or 0$"
+    ):
+        read_sequence_examples(write(tmp_path, "b.csv", "text,insult\na,1\nb,2\n"), label_columns=["insult"])
+
+
+def test_regression_targets_are_numbers(tmp_path):
+    path = write(tmp_path, "r.csv", "text,label\na,3.5\nb, -2 \nc,1e-3\n")
+    assert [e.label for e in read_sequence_examples(path, numeric=True)] == [3.5, -2.0, 0.001]
+    rows = [{"text": "a", "label": 2}, {"text": "b", "label": None}]
+    labels = [
+        e.label
+        for e in read_sequence_examples(
+            write_jsonl(tmp_path, "r.jsonl", rows), numeric=True, require_labels=False
+        )
+    ]
+    assert labels == [2.0, None] and isinstance(labels[0], float)
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        ("high", r"has label 'high', which is not a number; --task regression needs a number in every row"),
+        (["a"], r"has a list of labels \['a'\], not a number; --task regression needs one number per row"),
+        (True, r"has the label True, not a number"),
+        ("inf", r"has label inf; give a finite number"),
+    ],
+)
+def test_a_regression_target_that_is_not_a_number_is_a_one_line_error(tmp_path, label, message):
+    path = write_jsonl(tmp_path, "r.jsonl", [{"text": "a", "label": 1}, {"text": "b", "label": label}])
+    with pytest.raises(LsllmError, match=r"^row 2 of .*r\.jsonl " + message):
+        read_sequence_examples(path, numeric=True)
+
+
 # --- table errors -------------------------------------------------------------------------------------
 
 
@@ -182,8 +238,10 @@ EXAMPLE_ERRORS = {
                         r"column 'label' not found .*\(columns: text, sentiment\); .*--label-field"),
     "blank label": ("t.csv", "text,label\na,pos\nb,  \n",
                     r"row 2 of .*t\.csv has no label in column 'label'; fill it in"),
-    "nested label": ("t.jsonl", '{"text": "a", "label": ["x", "y"]}\n',
+    "nested label": ("t.jsonl", '{"text": "a", "label": [["x", "y"]]}\n',
                      r"row 1 of .* has label \['x', 'y'\], which is not a class name"),
+    "blank label in a list": ("t.jsonl", '{"text": "a", "label": ["x", " "]}\n',
+                              r"row 1 of .* has an empty or missing label in its list \['x', ' '\]; remove"),
 }  # fmt: skip
 
 

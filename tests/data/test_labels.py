@@ -64,12 +64,56 @@ def test_mixed_int_and_string_duplicates_are_one_label():
     assert LabelMap.from_labels([1, "1", 0]).names == [0, 1]
 
 
-def test_dict_round_trip_through_json():
-    labels = LabelMap.from_labels([3, 1])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        LabelMap.from_labels([3, 1]),
+        LabelMap.for_label_lists([["b"], [], ["a", "b"]]),
+        LabelMap.for_regression("y"),
+    ],
+    ids=["single", "multi", "regression"],
+)
+def test_dict_round_trip_through_json(labels):
     restored = LabelMap.from_dict(json.loads(json.dumps(labels.to_dict())))
-    assert labels.to_dict() == {"names": [1, 3]}
-    assert restored == labels
-    assert restored.index(3) == 1
+    assert restored == labels and restored.shape == labels.shape
+
+
+def test_labels_json_written_before_label_shapes_is_single_label():
+    old = LabelMap.from_dict({"names": [1, 3]})
+    assert old == LabelMap.from_labels([3, 1]) and old.shape == "single" and old.index(3) == 1
+
+
+def test_each_shape_gives_the_head_its_own_target():
+    assert LabelMap.from_labels(["neg", "pos"]).target("pos") == 1
+    multi = LabelMap.for_label_lists([["sports", "politics"], ["arts"]])
+    assert multi.names == ["arts", "politics", "sports"]
+    assert multi.target(["sports", "arts"]) == [1.0, 0.0, 1.0]
+    assert multi.target("politics") == [0.0, 1.0, 0.0]  # a lone label is a list of one
+    assert multi.target([]) == [0.0, 0.0, 0.0]
+    assert LabelMap.for_regression("score").target(2) == 2.0
+
+
+def test_a_list_in_a_single_label_run_and_an_unknown_label_in_a_list_name_the_fix():
+    with pytest.raises(LsllmError, match=r"^label \['a', 'b'\] in dev.jsonl is a list, .*--multi-label"):
+        LabelMap.from_labels(["a", "b"]).target(["a", "b"], "dev.jsonl")
+    with pytest.raises(
+        LsllmError, match=r"^label 'c' in dev.jsonl is not among the training labels \(a, b\)"
+    ):
+        LabelMap.for_label_lists([["a", "b"]]).target(["a", "c"], "dev.jsonl")
+
+
+def test_balancing_weights_are_inverse_class_frequency():
+    labels = LabelMap.from_names(["a", "b", "c", "unseen"])
+    # 6 labels, 3 classes seen: a 3 times, b twice, c once -> 6 / (3 * n_c); an unseen class weighs 1.
+    assert labels.balancing_weights([0, 0, 0, 1, 1, 2]) == pytest.approx([2 / 3, 1.0, 2.0, 1.0])
+    tags = LabelMap.from_names(["O", "B-X", "I-X"])  # token runs: every word's tag counts
+    assert tags.balancing_weights([[0, 0, 1], [0, 1, 2]]) == pytest.approx([6 / 9, 1.0, 2.0])
+
+
+def test_multi_label_weights_are_negatives_over_positives():
+    labels = LabelMap.from_names(["a", "b", "never", "always"], "multi")
+    targets = [[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0]]
+    assert labels.balancing_weights(targets) == pytest.approx([3.0, 1.0, 1.0, 1.0])
 
 
 def test_unknown_label_names_file_labels_and_fix():

@@ -726,8 +726,10 @@ def test_long_values_are_cut_in_messages(tmp_path):
     with pytest.raises(LsllmError, match=r"^invalid tag 'B_xxxx") as caught:
         normalize_tags(["B_" + "x" * 100_000])
     assert len(str(caught.value)) < 300
-    path = write(tmp_path, "l.jsonl", json.dumps({"text": "a", "label": list(range(10_000))}) + "\n")
-    with pytest.raises(LsllmError, match=r"row 1 of .* has label \[0, 1, 2,.*which is not a class") as caught:
+    path = write(tmp_path, "l.jsonl", json.dumps({"text": "a", "label": {"k": list(range(10_000))}}) + "\n")
+    with pytest.raises(
+        LsllmError, match=r"row 1 of .* has label \{'k': \[0, 1, 2,.*which is not a class"
+    ) as caught:
         read_sequence_examples(path)
     assert len(str(caught.value)) < 300
 

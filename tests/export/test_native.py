@@ -12,15 +12,20 @@ from safetensors.torch import load_file, save_file
 
 import lsllm
 from lsllm.export import export_run
-from tests.helpers import TAGS, saved_run
+from tests.helpers import TAGS, THRESHOLDS, saved_run
+from tests.serving.client import assert_same
 
 TEXTS = ["the film was good", "John Smith visited Paris and Berlin last week"]
+MULTI_LABEL = ("sequence", "causal", "last", None, "multi")  # saved_run's arguments; None: no layer-wise
+REGRESSION = ("regression", "bidirectional", "mean")
 CASES = [
     ("sequence", "causal", "last"),
     ("sequence", "bidirectional", "mean"),
     ("token", "causal", "last"),
     ("token", "bidirectional", "last"),
     ("token", "bidirectional", "last", "-1:"),  # layer-wise: only the last layer unmasked
+    MULTI_LABEL,
+    REGRESSION,
 ]
 MERGE = {"unmerged": False, "merged": True}
 
@@ -33,10 +38,10 @@ from transformers import pipeline
 jobs, texts = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 results = []
 for folder, task in jobs:
-    auto = AutoModelForSequenceClassification if task == "sequence" else AutoModelForTokenClassification
+    auto = AutoModelForTokenClassification if task == "token" else AutoModelForSequenceClassification
     model, tokenizer = auto.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     logits = [model(**tokenizer(text, return_tensors="pt")).logits[0].tolist() for text in texts]
-    kind = "text-classification" if task == "sequence" else "token-classification"
+    kind = "token-classification" if task == "token" else "text-classification"
     results.append({"logits": logits, "pipeline": pipeline(kind, model=folder)(texts)})
 print(json.dumps(results, default=float))
 """
@@ -48,7 +53,7 @@ def exports(tiny_model, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("exports")
     made = {}
     for case in CASES:
-        name = "-".join(case)
+        name = "-".join(filter(None, case))
         run = saved_run(tiny_model, root / name, *case)
         classifier = lsllm.load(run, device="cpu", precision="fp32")
         features = [{"input_ids": classifier.tokenizer(text)["input_ids"]} for text in TEXTS]
@@ -76,7 +81,7 @@ def plain_transformers(exports) -> dict:
     return {folder: result for (folder, _), result in zip(jobs, results, strict=True)}
 
 
-cases = pytest.mark.parametrize("case", CASES, ids=["-".join(case) for case in CASES])
+cases = pytest.mark.parametrize("case", CASES, ids=["-".join(filter(None, case)) for case in CASES])
 kinds = pytest.mark.parametrize("kind", list(MERGE))
 
 
@@ -90,7 +95,16 @@ def test_export_predicts_like_the_run_in_plain_transformers(exports, plain_trans
         for side in (expected, got["logits"])
     ]
     assert flat[1] == pytest.approx(flat[0], abs=1e-5)
-    if case[0] == "sequence":
+    if case[0] == "regression":  # the pipeline reads problem_type: the number as it is
+        assert [a["score"] for a in got["pipeline"]] == pytest.approx(
+            [p["value"] for p in predictions], abs=1e-5
+        )
+    elif case[-1] == "multi":  # the pipeline reads problem_type: sigmoid scores, the likeliest label
+        best = [max(p["probs"].items(), key=lambda item: item[1]) for p in predictions]
+        assert [(a["label"], a["score"]) for a in got["pipeline"]] == [
+            (label, pytest.approx(score, abs=1e-5)) for label, score in best
+        ]
+    elif case[0] == "sequence":
         assert [a["label"] for a in got["pipeline"]] == [p["label"] for p in predictions]
         assert [a["score"] for a in got["pipeline"]] == pytest.approx(
             [p["score"] for p in predictions], abs=1e-5
@@ -110,11 +124,26 @@ def test_lsllm_loads_an_export_and_predicts_like_the_run(exports, case, kind):
     classifier = lsllm.load(exports[case]["folders"][kind], device="cpu", precision="fp32")
     assert not any("lora" in name for name, _ in classifier.model.named_parameters())  # merged on load
     got = classifier.predict(TEXTS)
-    if case[0] == "sequence":
-        assert [p["label"] for p in got] == [p["label"] for p in expected]
-        assert [p["score"] for p in got] == pytest.approx([p["score"] for p in expected], abs=1e-5)
-    else:
+    if case[0] == "token":
         assert [(p["tags"], p["entities"]) for p in got] == [(p["tags"], p["entities"]) for p in expected]
+    else:
+        assert_same(got, expected)
+
+
+def test_an_export_keeps_the_label_shape_and_the_tuned_thresholds(exports):
+    multi = exports[MULTI_LABEL]["folders"]["merged"]
+    assert json.loads((multi / "config.json").read_text())["problem_type"] == "multi_label_classification"
+    assert list(json.loads((multi / "thresholds.json").read_text())["thresholds"].values()) == list(
+        THRESHOLDS
+    )
+    assert lsllm.load(multi, device="cpu").decision.thresholds == THRESHOLDS
+    assert "thresholds.json" in (multi / "README.md").read_text()
+    regression = exports[REGRESSION]["folders"]["merged"]
+    config = json.loads((regression / "config.json").read_text())
+    assert (config["problem_type"], config["id2label"]) == ("regression", {"0": "score"})
+    assert not (regression / "thresholds.json").exists()
+    single = exports[CASES[0]]["folders"]["merged"]
+    assert json.loads((single / "config.json").read_text())["problem_type"] == "single_label_classification"
 
 
 @kinds

@@ -13,7 +13,8 @@ import yaml
 import lsllm
 from lsllm.data.examples import SequenceExample
 from lsllm.export import export_run
-from tests.helpers import SEQUENCE_LABELS, TAGS, saved_run
+from tests.helpers import SEQUENCE_LABELS, TAGS, THRESHOLDS, saved_run
+from tests.serving.client import assert_same
 
 TEXTS = ["the film was good", "John Smith visited Paris and Berlin last week", "a"]
 TEMPLATE = "Review: {text}\nSentiment:"
@@ -36,6 +37,8 @@ CASES = {
         {"template": TEMPLATE},
         "LlamaForSequenceClassification",
     ),
+    "multi-label": ("llama", "sequence", "causal", {"shape": "multi"}, "LlamaForSequenceClassification"),
+    "regression": ("qwen2", "regression", "bidirectional", {}, "Qwen2ForSequenceClassification"),
 }
 
 # Runs in a fresh interpreter where lsllm cannot be imported: plain transformers only.
@@ -48,7 +51,7 @@ jobs, texts = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 results = {}
 for folder, task, template in jobs:
     inputs = [template.format(text=text) for text in texts] if template else texts
-    auto = AutoModelForSequenceClassification if task == "sequence" else AutoModelForTokenClassification
+    auto = AutoModelForTokenClassification if task == "token" else AutoModelForSequenceClassification
     model, tokenizer = auto.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     padded = {}
     for side in ("left", "right"):
@@ -58,7 +61,7 @@ for folder, task, template in jobs:
         if task == "token":  # the real tokens' rows, in order
             logits = [row[mask.bool()] for row, mask in zip(logits, batch["attention_mask"])]
         padded[side] = [row.tolist() for row in logits]
-    kind = "text-classification" if task == "sequence" else "token-classification"
+    kind = "token-classification" if task == "token" else "text-classification"
     config = AutoConfig.from_pretrained(folder)
     results[folder] = {
         "padded": padded,
@@ -79,7 +82,7 @@ def exported(tiny_models, tmp_path_factory) -> dict:
     for name, (arch, task, attention, options, _) in CASES.items():
         run = saved_run(tiny_models[arch], root / name, task, attention, **options)
         classifier = lsllm.load(run, device="cpu", precision="fp32")
-        if task == "sequence":
+        if task != "token":
             examples = [SequenceExample(text) for text in TEXTS]
             features = classifier.data.encode(examples, "texts", with_labels=False)
         else:
@@ -135,7 +138,14 @@ def test_export_gives_the_runs_logits_in_plain_transformers_padded_either_side(e
 def test_the_pipeline_names_the_runs_labels(exported, without_lsllm, name):
     answers = without_lsllm[str(exported[name]["export"].path)]["pipeline"]
     expected = exported[name]
-    if CASES[name][1] == "sequence":
+    if name == "regression":  # the pipeline reads problem_type: the number as it is
+        assert [a["score"] for a in answers] == pytest.approx([p["value"] for p in expected["predictions"]])
+    elif name == "multi-label":  # sigmoid probabilities, the likeliest label
+        best = [max(p["probs"].items(), key=lambda item: item[1]) for p in expected["predictions"]]
+        assert [(a["label"], a["score"]) for a in answers] == [
+            (label, pytest.approx(score, abs=1e-5)) for label, score in best
+        ]
+    elif CASES[name][1] == "sequence":
         assert [a["label"] for a in answers] == [p["label"] for p in expected["predictions"]]
         scores = [p["score"] for p in expected["predictions"]]
         assert [a["score"] for a in answers] == pytest.approx(scores, abs=1e-5)
@@ -163,17 +173,21 @@ def test_the_config_carries_labels_padding_and_the_problem_type(exported):
     assert config["problem_type"] == "single_label_classification"
     saved = yaml.safe_load((exported["sequence-causal"]["export"].path / "config.yaml").read_text())
     assert saved["head_bias"] is False
+    multi = exported["multi-label"]["export"].path
+    assert json.loads((multi / "config.json").read_text())["problem_type"] == "multi_label_classification"
+    assert lsllm.load(multi, device="cpu").decision.thresholds == THRESHOLDS  # thresholds.json came along
+    regression = json.loads((exported["regression"]["export"].path / "config.json").read_text())
+    assert (regression["problem_type"], regression["id2label"]) == ("regression", {"0": "score"})
 
 
 @cases
 def test_lsllm_loads_a_transformers_export_and_predicts_like_the_run(exported, name):
     classifier = lsllm.load(exported[name]["export"].path, device="cpu", precision="fp32")
     got, expected = classifier.predict(TEXTS), exported[name]["predictions"]
-    if CASES[name][1] == "sequence":
-        assert [p["label"] for p in got] == [p["label"] for p in expected]
-        assert [p["score"] for p in got] == pytest.approx([p["score"] for p in expected], abs=1e-5)
-    else:
+    if CASES[name][1] == "token":
         assert [p["tags"] for p in got] == [p["tags"] for p in expected]
+    else:
+        assert_same(got, expected)
 
 
 @pytest.mark.parametrize(

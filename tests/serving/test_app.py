@@ -191,6 +191,8 @@ def test_labels_describe_the_model(sequence_service, token_service, tiny_model):
         "pooling": "last",
         "max_length": 256,
         "text_pair": False,
+        "multi_label": False,
+        "thresholds": None,
     }
     _, body = call(token_service[0], "GET", "/labels")
     assert body["task"] == "token" and body["attention"] == "bidirectional" and body["pooling"] is None

@@ -11,8 +11,12 @@ from lsllm.data.encoding import IGNORE_INDEX
 
 @dataclass
 class Collator:
+    """`labels_per_token`: each feature's labels are one id per token, padded like its input; otherwise one
+    target per example (a class id, a 0/1 vector or a number), stacked as they are."""
+
     pad_token_id: int
     padding_side: str = "right"
+    labels_per_token: bool = False
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         width = max(len(f["input_ids"]) for f in features)
@@ -22,9 +26,8 @@ class Collator:
         }
         if "labels" in features[0]:
             labels = [f["labels"] for f in features]
-            is_token_task = isinstance(labels[0], list)
             batch["labels"] = (
-                self._pad(labels, width, IGNORE_INDEX) if is_token_task else torch.tensor(labels)
+                self._pad(labels, width, IGNORE_INDEX) if self.labels_per_token else torch.tensor(labels)
             )
         return batch
 

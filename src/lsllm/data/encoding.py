@@ -132,7 +132,7 @@ class Encoder:
         return cls(tokenizer, config.max_length, prompt)
 
     def encode_sequences(
-        self, examples: list[SequenceExample], label_ids: list[int] | None, source: str
+        self, examples: list[SequenceExample], targets: list | None, source: str
     ) -> list[dict]:
         """Token ids of each text, cut to its first max_length tokens (a pair: the longer text loses its end
         first); a cut one is marked `"truncated": True`."""
@@ -144,8 +144,8 @@ class Encoder:
                 ids, cut = self._encode_plain(example)
             feature = {"input_ids": ids, "truncated": True} if cut else {"input_ids": ids}
             truncated += cut
-            if label_ids is not None:
-                feature["labels"] = label_ids[i]
+            if targets is not None:
+                feature["labels"] = targets[i]
             features.append(feature)
         self._report(truncated, len(examples), source)
         return features

@@ -1,4 +1,5 @@
-"""Turn rows and CoNLL column files into examples: texts with class labels, or words with BIO tags."""
+"""Turn rows and CoNLL column files into examples: texts with their labels (a class, a list of classes or
+a number), or words with BIO tags."""
 
 from __future__ import annotations
 
@@ -19,13 +20,19 @@ _BIO_PREFIX = {"B": "B", "I": "I", "S": "B", "U": "B", "E": "I", "L": "I"}
 _TAG_FORMS = "tags must be O or B-/I-/E-/S-/L-/U- plus an entity type (e.g. B-PER)"
 _COLUMN_GAP = re.compile(r"[ \t]+")  # CoNLL columns: a word may hold other spaces (U+00A0 in "10 000")
 _SHOWN_COLUMNS = 20
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")  # 0/1 label columns, read case-insensitively
+
+Label = str | int | float | list[str | int]
 
 
 @dataclass
 class SequenceExample:
+    """A text (or text pair) and its label: a class name or whole number, a list of them (multi-label), or
+    a float (regression)."""
+
     text: str
     text_pair: str | None = None
-    label: str | int | None = None
+    label: Label | None = None
 
 
 @dataclass
@@ -40,10 +47,13 @@ def read_sequence_examples(
     label_field: str = "label",
     pair: bool = False,
     require_labels: bool = True,
+    numeric: bool = False,
+    label_columns: Sequence[str] | None = None,
     name: str | None = None,
 ) -> list[SequenceExample]:
-    """Read a table or dataset of texts (or text pairs) and class labels for sequence classification;
-    `name` is how messages call the source (default: its path or spec)."""
+    """Read a table or dataset of texts (or text pairs) and their labels: in `label_field` a class, or a
+    list of classes, or with `numeric` a number; or with `label_columns` one 0/1 column per class. `name`
+    is how messages call the source (default: its path or spec)."""
     fields = (text_fields,) if isinstance(text_fields, str) else tuple(text_fields)
     if pair and len(fields) != 2:
         raise LsllmError(
@@ -57,13 +67,22 @@ def read_sequence_examples(
     columns = _columns(records)
     for field in fields:
         _require_column(field, columns, path, "--text-field")
-    has_labels = label_field in columns
+    label_fields = list(label_columns or [label_field])
+    has_labels = all(field in columns for field in label_fields)
     if require_labels:
-        _require_column(label_field, columns, path, "--label-field")
+        for field in label_fields:
+            _require_column(field, columns, path, "--label-columns" if label_columns else "--label-field")
     examples = []
     for row, record in enumerate(records, start=1):
         texts = [_text_value(record.get(field), field, row, path) for field in fields]
-        label = _label_value(record.get(label_field), row, path) if has_labels else None
+        if not has_labels:
+            label = None
+        elif label_columns:
+            label = _labels_from_columns(record, label_columns, row, path, require_labels)
+        elif numeric:
+            label = _number_value(record.get(label_field), row, path)
+        else:
+            label = _label_value(record.get(label_field), row, path)
         if require_labels and label is None:
             raise LsllmError(
                 f"row {row} of {path} has no label in column '{label_field}'; fill it in or remove the row"
@@ -138,8 +157,21 @@ def _text_value(value: Any, field: str, row: int, path: str | os.PathLike) -> st
     return value
 
 
-def _label_value(value: Any, row: int, path: str | os.PathLike) -> str | int | None:
-    """Keep int and string labels as they are (strings stripped); empty, null and NaN mean no label."""
+def _label_value(value: Any, row: int, path: str | os.PathLike) -> str | int | list[str | int] | None:
+    """A class label as written (strings stripped), or a list of them for a multi-label row; empty, null
+    and NaN mean no label, while an empty list is a row with none of the labels."""
+    if isinstance(value, list):
+        items = [_class_value(item, row, path) for item in value]
+        if any(item is None for item in items):
+            raise LsllmError(
+                f"row {row} of {path} has an empty or missing label in its list {value!r:.60}; "
+                "remove it from the list"
+            )
+        return items  # type: ignore[return-value]
+    return _class_value(value, row, path)
+
+
+def _class_value(value: Any, row: int, path: str | os.PathLike) -> str | int | None:
     if isinstance(value, float):
         if math.isnan(value):
             return None
@@ -150,9 +182,59 @@ def _label_value(value: Any, row: int, path: str | os.PathLike) -> str | int | N
     if value is None or isinstance(value, int):
         return value
     raise LsllmError(
-        f"row {row} of {path} has label {value!r:.60}, which is not a class name or integer; "
-        "use one string or integer label per row"
+        f"row {row} of {path} has label {value!r:.60}, which is not a class name or integer; use one string"
+        " or integer label per row (or a list of them for multi-label; --task regression for numbers)"
     )
+
+
+def _number_value(value: Any, row: int, path: str | os.PathLike) -> float | None:
+    """A regression target: a number, or a string that reads as one; empty, null and NaN mean none."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise LsllmError(
+                f"row {row} of {path} has label {value!r:.60}, which is not a number; --task regression"
+                " needs a number in every row"
+            ) from None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = "a list of labels" if isinstance(value, list) else "the label"
+        raise LsllmError(
+            f"row {row} of {path} has {kind} {value!r:.60}, not a number; --task regression needs one"
+            " number per row"
+        )
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        raise LsllmError(f"row {row} of {path} has label {value}; give a finite number")
+    return float(value)
+
+
+def _labels_from_columns(
+    record: dict, columns: Sequence[str], row: int, path: str | os.PathLike, required: bool
+) -> list[str] | None:
+    """The labels of a row that marks each label in a column of its own, with 1 (has it) or 0."""
+    labels = []
+    for column in columns:
+        value = record.get(column)
+        text = str(value).strip().lower() if value is not None else ""
+        if isinstance(value, float) and value in (0.0, 1.0):
+            text = str(int(value))
+        if text in _TRUE:
+            labels.append(column)
+        elif text not in _FALSE:
+            if not text and not required:
+                return None
+            raise LsllmError(
+                f"row {row} of {path} has {value!r:.60} in label column '{column}'; each label column"
+                " holds 1 (the row has that label) or 0"
+            )
+    return labels
 
 
 def _token_examples_from_records(

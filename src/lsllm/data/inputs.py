@@ -14,7 +14,7 @@ def read_prediction_inputs(data: TaskData, source: Source) -> list:
     """Texts (or text pairs) for a sequence run; raw texts or word lists for a token run, from a file or a
     dataset. Every input has a word to tag: an empty one is reported with its row here, not later without
     the file's name."""
-    if data.config.task == "sequence":
+    if data.config.task != "token":
         examples = data.read(source, require_labels=False)
         return [(e.text, e.text_pair) if e.text_pair is not None else e.text for e in examples]
     if not holds_rows(source, TABLE_SUFFIXES):

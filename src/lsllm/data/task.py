@@ -18,10 +18,18 @@ def read_examples(
     config: TrainConfig, source: Source, require_labels: bool = True, name: str | None = None
 ) -> list[Example]:
     """Read a data file or dataset the way the run's task and field options say."""
-    if config.task == "sequence":
-        fields = (config.text_field, config.label_field)
-        return read_sequence_examples(source, *fields, config.text_pair, require_labels, name)
-    return read_token_examples(source, config.tokens_field, config.tags_field, require_labels, name)
+    if config.task == "token":
+        return read_token_examples(source, config.tokens_field, config.tags_field, require_labels, name)
+    return read_sequence_examples(
+        source,
+        config.text_field,
+        config.label_field,
+        pair=config.text_pair,
+        require_labels=require_labels,
+        numeric=config.task == "regression",
+        label_columns=config.label_columns,
+        name=name,
+    )
 
 
 def subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
@@ -33,12 +41,23 @@ def subsample(examples: list[Example], limit: int | None, seed: int) -> list[Exa
 
 
 def label_map_for(config: TrainConfig, train_examples: list[Example]) -> LabelMap:
-    """The label set from `--labels` if given, else from the training data."""
-    if config.labels:
-        return LabelMap.from_names(config.labels)
-    if config.task == "sequence":
-        return LabelMap.from_labels([e.label for e in train_examples])
-    return LabelMap.for_tags([e.tags for e in train_examples])
+    """The label set and its shape: a number for regression; several labels per text when asked for or
+    when any training label is a list; the names from `--labels` or `--label-columns` if given, else from
+    the training data."""
+    if config.task == "regression":
+        return LabelMap.for_regression(config.label_field)
+    if config.task == "token":
+        if config.labels:
+            return LabelMap.from_names(config.labels)
+        return LabelMap.for_tags([e.tags for e in train_examples])
+    labels = [e.label for e in train_examples]
+    multi = config.multi_label or bool(config.label_columns) or any(isinstance(v, list) for v in labels)
+    shape = "multi" if multi else "single"
+    if config.labels or config.label_columns:
+        return LabelMap.from_names(config.labels or config.label_columns, shape)
+    if multi:
+        return LabelMap.for_label_lists(v if isinstance(v, list) else [v] for v in labels)
+    return LabelMap.from_labels(labels)
 
 
 @dataclass
@@ -50,14 +69,15 @@ class TaskData:
     def read(self, source: Source, require_labels: bool = True, name: str | None = None) -> list[Example]:
         return read_examples(self.config, source, require_labels, name)
 
-    def label_ids(self, examples: list[Example], source: str) -> list[int] | list[list[int]]:
-        if self.config.task == "sequence":
-            return [self.labels.index(e.label, source) for e in examples]
-        return [[self.labels.index(tag, source) for tag in e.tags] for e in examples]
+    def targets(self, examples: list[Example], source: str) -> list:
+        """What the head learns for each example (LabelMap.target); for token runs, one tag id per word."""
+        if self.config.task == "token":
+            return [[self.labels.index(tag, source) for tag in e.tags] for e in examples]
+        return [self.labels.target(e.label, source) for e in examples]
 
     def encode(self, examples: list[Example], source: str, with_labels: bool = True) -> list[dict]:
-        ids = self.label_ids(examples, source) if with_labels else None
-        if self.config.task == "sequence":
-            return self.encoder.encode_sequences(examples, ids, source)
+        targets = self.targets(examples, source) if with_labels else None
+        if self.config.task != "token":
+            return self.encoder.encode_sequences(examples, targets, source)
         alignments = [self.encoder.align(e.tokens) for e in examples]
-        return self.encoder.encode_tokens(alignments, ids, source)
+        return self.encoder.encode_tokens(alignments, targets, source)

@@ -4,8 +4,9 @@
   transformers loads it once lsllm is imported.
 - transformers (stock.py): transformers' own classes, for runs they can express; loads with no lsllm.
 
-Every folder also holds the tokenizer, the run's config.yaml and labels.json (so `lsllm.load` reads it as
-it reads the run) and a model card. It appears whole, replacing an earlier export, or not at all.
+Every folder also holds the tokenizer, the run's config.yaml and labels.json (and a multi-label run's
+thresholds.json), so `lsllm.load` reads it as it reads the run, and a model card. It appears whole,
+replacing an earlier export, or not at all.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from pathlib import Path
 
 from peft import PeftModel
 
-from lsllm.artifacts import CONFIG, LABELS, METRICS, ExportFolder, RunFolder, is_export, open_trained
+from lsllm.artifacts import (
+    CONFIG,
+    LABELS,
+    METRICS,
+    THRESHOLDS,
+    ExportFolder,
+    RunFolder,
+    is_export,
+    open_trained,
+)
 from lsllm.atomic import swap_in_dir, write_text_atomic
 from lsllm.config import EXPORT_FORMATS
 from lsllm.errors import LsllmError
@@ -53,10 +63,11 @@ def export_run(
             f"{output} exists and is not an lsllm export, so it is not replaced; choose a new --output"
         )
     settings, labels, tokenizer = run.load_config(), run.load_labels(), run.load_tokenizer()
+    run.load_decision(labels)  # a multi-label run must have its thresholds to be exported
     names = [str(label) for label in labels.names]
     if format == "transformers":
         check_representable(settings, tokenizer)
-    trained = run.load_adapted(settings, len(labels))
+    trained = run.load_adapted(settings, labels)
     lora = lora_settings(trained)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
@@ -66,9 +77,9 @@ def export_run(
         else:
             notes = write_stock_model(trained.merge_and_unload(), settings, names, tokenizer, staging)
         tokenizer.save_pretrained(staging)
-        for name in (CONFIG, LABELS):
+        for name in (CONFIG, LABELS, THRESHOLDS) if labels.shape == "multi" else (CONFIG, LABELS):
             shutil.copy(run.path / name, staging / name)
-        card = model_card(settings, names, _metrics(run), lora, format, merge or format != "lsllm")
+        card = model_card(settings, labels, _metrics(run), lora, format, merge or format != "lsllm")
         write_text_atomic(staging / MODEL_CARD, card)
         swap_in_dir(staging, output)
     finally:

@@ -13,7 +13,7 @@ from peft import PeftModel
 
 from lsllm import _compat
 from lsllm.config import TrainConfig
-from lsllm.modeling.hf import HF_CLASSES, LsllmConfig
+from lsllm.modeling.hf import HF_CLASSES, PROBLEM_TYPES, LsllmConfig
 
 
 def write_lsllm_model(
@@ -28,6 +28,7 @@ def write_lsllm_model(
         lora=lora,
         bidirectional_layers=settings.bidirectional_layers,
         head_bias=settings.head_bias,
+        problem_type=PROBLEM_TYPES[trained.get_base_model().shape],
         id2label=dict(enumerate(names)),
         label2id={name: i for i, name in enumerate(names)},
     )

@@ -35,17 +35,17 @@ def unrepresentable(config: TrainConfig, tokenizer) -> str | None:
             " transformers' classes run every layer causal or every layer bidirectional; export it with"
             f" {OTHER_FORMATS}"
         )
-    if config.task == "sequence" and config.pooling != "last":
+    if config.task != "token" and config.pooling != "last":
         return (
             f"it pools with --pooling {config.pooling}, and transformers' sequence classes pool the last"
             f" token only; export it with {OTHER_FORMATS}"
         )
-    if config.task == "sequence" and config.head_bias:
+    if config.task != "token" and config.head_bias:
         return (
             "its head has a bias (a run from before --head-bias, or --head-bias), and transformers' sequence"
             f" head has none; export it with {OTHER_FORMATS}, or retrain with --no-head-bias"
         )
-    if config.task == "sequence" and _probe_ids(config, tokenizer)[0][-1] == tokenizer.pad_token_id:
+    if config.task != "token" and _probe_ids(config, tokenizer)[0][-1] == tokenizer.pad_token_id:
         return (
             f"its tokenizer ends every input with its pad token {tokenizer.pad_token!r}, which transformers'"
             f" last-token pooling takes for padding; export it with {OTHER_FORMATS}"

@@ -4,6 +4,8 @@
 from the installed lsllm, never from the model folder. The backbone's own config is kept whole inside
 ours, with `is_causal` set by the attention mode, so transformers rebuilds the same decoder. An export
 that keeps LoRA apart also keeps its peft settings in the config, and the LoRA layers are rebuilt on load.
+The label shape is transformers' own `problem_type`, which its pipelines read too (sigmoid scores for
+"multi_label_classification").
 """
 
 from __future__ import annotations
@@ -16,6 +18,18 @@ from lsllm import _compat
 from lsllm.modeling.attention import backbone_attention
 
 MODEL_TYPE = "lsllm"
+# lsllm's label shapes as transformers' `config.problem_type`; a config without one is single-label.
+PROBLEM_TYPES = {
+    "single": "single_label_classification",
+    "multi": "multi_label_classification",
+    "regression": "regression",
+}
+
+
+def shape_of(config: PretrainedConfig) -> str:
+    """The label shape a transformers config describes (lsllm.data.labels.SHAPES)."""
+    shapes = {problem: shape for shape, problem in PROBLEM_TYPES.items()}
+    return shapes.get(config.problem_type, "single")
 
 
 class LsllmConfig(PretrainedConfig):
@@ -82,6 +96,7 @@ class _LsllmModel(PreTrainedModel):
             config.pooling,
             bidirectional_layers=config.bidirectional_layers,
             head_bias=config.head_bias,
+            shape=shape_of(config),
         )
         self.post_init()
 
@@ -116,7 +131,11 @@ class LsllmForTokenClassification(_LsllmModel):
     output_type = TokenClassifierOutput
 
 
-HF_CLASSES = {"sequence": LsllmForSequenceClassification, "token": LsllmForTokenClassification}
+HF_CLASSES = {
+    "sequence": LsllmForSequenceClassification,
+    "regression": LsllmForSequenceClassification,
+    "token": LsllmForTokenClassification,
+}
 
 
 def register() -> None:

@@ -1,4 +1,5 @@
-"""The label-supervised model: a decoder backbone's final hidden states -> a linear head over the labels."""
+"""The label-supervised model: a decoder backbone's final hidden states -> a linear head over the labels,
+and the loss that fits the label shape."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ from lsllm.modeling.pooling import pool
 
 
 class LabelSupervisedModel(nn.Module):
-    """Backbone without its language-model head, plus a head that maps hidden states to label logits."""
+    """Backbone without its language-model head, plus a head that maps hidden states to label logits.
+
+    `shape` (lsllm.data.labels.SHAPES) picks the loss: cross-entropy for one class per text or word,
+    binary cross-entropy on each label's sigmoid for several, mean squared error for a number.
+    `class_weights`, if given, weigh cross-entropy's classes, or are binary cross-entropy's pos_weight.
+    """
 
     def __init__(
         self,
@@ -28,6 +34,8 @@ class LabelSupervisedModel(nn.Module):
         packing: bool = True,
         bidirectional_layers: str | None = None,
         head_bias: bool = True,
+        shape: str = "single",
+        class_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -47,6 +55,9 @@ class LabelSupervisedModel(nn.Module):
         # The backbone's decoder-layer classes: FSDP shards each such layer as one unit (accelerate reads
         # them here when its config names none).
         self._no_split_modules = getattr(backbone, "_no_split_modules", None)
+        self.shape = shape
+        weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weights", weights, persistent=False)  # training only: never saved
         self.head = nn.Linear(backbone.config.hidden_size, num_labels, bias=head_bias, dtype=torch.float32)
         # Start like transformers' own classification heads: small normal weights, zero bias. PyTorch's
         # default Linear init starts from larger logits and learned slower (SST-2 in bench/: 66.9% -> 75.3%).
@@ -62,24 +73,41 @@ class LabelSupervisedModel(nn.Module):
         num_items_in_batch: torch.Tensor | int | None = None,
         **_: object,
     ) -> dict[str, torch.Tensor]:
-        """Logits, and with `labels` the mean cross-entropy: over this batch, or over `num_items_in_batch`
-        labelled items, the count the Trainer passes for all the batches of one optimiser step in every
-        process, so that accumulation and several processes weigh each labelled token alike."""
+        """Logits, and with `labels` the mean loss: over this batch, or over `num_items_in_batch` labelled
+        items, the count the Trainer passes for all the batches of one optimiser step in every process, so
+        that accumulation and several processes weigh each labelled item alike."""
         hidden = self.hidden_states(input_ids, attention_mask)
-        if self.task == "sequence":
+        if self.task != "token":
             hidden = pool(hidden, attention_mask, self.pooling)
         logits = self.head(hidden.to(self.head.weight.dtype))
         output = {"logits": logits}
         if labels is not None:
+            output["loss"] = self.loss(logits, labels, num_items_in_batch)
+        return output
+
+    def loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        """The shape's loss summed over the labelled items (for multi-label, each label of each text), with
+        class weights if any, and divided by their count (see `forward`): balanced weights average 1 over
+        the training labels, so weighing keeps the loss's scale. A regression target of exactly -100 would
+        be left out of the count, which takes -100 for "no label"."""
+        if self.shape == "regression":
+            total = F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype), reduction="sum")
+        elif self.shape == "multi":
+            total = F.binary_cross_entropy_with_logits(
+                logits, labels.to(logits.dtype), pos_weight=self.class_weights, reduction="sum"
+            )
+        else:
             total = F.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]),
                 labels.reshape(-1),
+                weight=self.class_weights,
                 ignore_index=IGNORE_INDEX,
                 reduction="sum",
             )
-            count = (labels != IGNORE_INDEX).sum() if num_items_in_batch is None else num_items_in_batch
-            output["loss"] = total / count
-        return output
+        count = (labels != IGNORE_INDEX).sum() if num_items_in_batch is None else num_items_in_batch
+        return total / count
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Final-layer states in the padded layout, computed on a packed batch when that saves rows."""
@@ -103,7 +131,9 @@ class LabelSupervisedModel(nn.Module):
         return packing.scatter(packed, *input_ids.shape)
 
 
-def build_model(config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
+def build_model(
+    config: TrainConfig, num_labels: int, shape: str = "single", class_weights: list[float] | None = None
+) -> LabelSupervisedModel:
     """The run's backbone (fp32, its attention mode checked) under a fresh head, before LoRA."""
     backbone = load_backbone(
         resolve_model(config.model),
@@ -120,6 +150,8 @@ def build_model(config: TrainConfig, num_labels: int) -> LabelSupervisedModel:
         config.packing,
         config.bidirectional_layers,
         config.head_bias,
+        shape,
+        class_weights,
     )
     if model.layerwise:
         check_layerwise(model)

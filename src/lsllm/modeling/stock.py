@@ -5,7 +5,8 @@ stacks load with no lsllm installed.
 Those classes (transformers 5.24, GenericFor{Sequence,Token}Classification) put a linear head named
 `score` on the bare decoder: for a sequence, on the last token that is not `pad_token_id` (a head without
 a bias); for tokens, on every token (with a bias unless `token_classification_bias` is false). `is_causal`
-in the config carries bidirectional attention. Which runs they can express is the exporter's question.
+in the config carries bidirectional attention, and `problem_type` the label shape (multi-label: sigmoid
+scores; regression: one output). Which runs they can express is the exporter's question.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 
 from lsllm.config import TrainConfig
 from lsllm.errors import LsllmError
+from lsllm.modeling.hf import PROBLEM_TYPES, shape_of
 from lsllm.modeling.model import LabelSupervisedModel
 
-AUTO_CLASSES = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}
+AUTO_CLASSES = {
+    "sequence": AutoModelForSequenceClassification,
+    "regression": AutoModelForSequenceClassification,
+    "token": AutoModelForTokenClassification,
+}
 
 
 def stock_head(stock: PreTrainedModel) -> nn.Linear:
@@ -42,8 +48,8 @@ def to_stock(model: LabelSupervisedModel, names: list[str], pad_token_id: int) -
     config.label2id = {name: i for i, name in enumerate(names)}
     config.pad_token_id = pad_token_id  # how the sequence class finds each row's last real token
     bias = model.head.bias is not None
-    if model.task == "sequence":
-        config.problem_type = "single_label_classification"
+    if model.task != "token":
+        config.problem_type = PROBLEM_TYPES[model.shape]
     else:
         config.token_classification_bias = bias
     try:
@@ -71,7 +77,12 @@ def from_stock(stock: PreTrainedModel, config: TrainConfig) -> LabelSupervisedMo
     """lsllm's model around a loaded stock model's decoder and head (sharing their weights)."""
     head = stock_head(stock)
     model = LabelSupervisedModel(
-        stock.base_model, head.out_features, config.task, config.pooling, head_bias=head.bias is not None
+        stock.base_model,
+        head.out_features,
+        config.task,
+        config.pooling,
+        head_bias=head.bias is not None,
+        shape=shape_of(stock.config),
     )
     model.head = head
     return model

@@ -14,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lsllm.errors import LsllmError
 from lsllm.predictions import (
-    SequencePrediction,
-    TokenPrediction,
+    Prediction,
     check_input,
     check_min_score,
     check_top_k,
@@ -62,7 +61,7 @@ class PredictRequest(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    predictions: list[SequencePrediction | TokenPrediction] = Field(
+    predictions: list[Prediction] = Field(
         description="One row per input, in input order, as `Classifier.predict` returns them."
     )
 
@@ -86,8 +85,16 @@ class Health(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    task: str = Field(description="'sequence' (one label per input) or 'token' (one tag per word)")
-    labels: list[str | int] = Field(description="the label set, in the order of the head's outputs")
+    task: str = Field(
+        description="'sequence' (labels per input), 'token' (one tag per word) or 'regression' (a number)"
+    )
+    labels: list[str | int] = Field(
+        description="the label set, in the order of the head's outputs (regression: the target's name)"
+    )
+    multi_label: bool = Field(description="whether an input may have several labels (sequence runs)")
+    thresholds: dict[str, float] | None = Field(
+        description="multi-label runs: each label's decision threshold, tuned on dev"
+    )
     model: str | None = Field(description="the base model the run was trained from")
     attention: str | None = Field(description="'causal' (LS-LLaMA) or 'bidirectional' (LS-unLLaMA)")
     pooling: str | None = Field(description="how token states become one vector (sequence runs)")
@@ -272,7 +279,8 @@ def create_app(classifier: Classifier, options: ServeOptions | None = None) -> F
         responses={400: {"model": Error}, 413: {"model": Error}, 503: {"model": Error}},
     )
     async def predict_endpoint(request: PredictRequest, http: Request) -> PredictResponse:
-        """Labels with probabilities (sequence runs) or tags and entities (token runs), one row per input."""
+        """Labels with probabilities (sequence runs), numbers (regression runs) or tags and entities (token
+        runs), one row per input."""
         inputs = prepare_inputs(request, classifier, options)
         batcher: MicroBatcher = app.state.batcher
         if not batcher.running:
@@ -311,12 +319,17 @@ def create_app(classifier: Classifier, options: ServeOptions | None = None) -> F
     @app.get("/labels", response_model=ModelInfo)
     async def labels() -> ModelInfo:
         """The task, the label set and the options the model was trained with."""
+        thresholds = classifier.decision.thresholds
         return ModelInfo(
             task=config.task,
             labels=classifier.labels,
+            multi_label=classifier.decision.shape == "multi",
+            thresholds=None
+            if thresholds is None
+            else dict(zip(map(str, classifier.labels), thresholds, strict=True)),
             model=config.model,
             attention=config.attention,
-            pooling=config.pooling if config.task == "sequence" else None,
+            pooling=config.pooling if config.task != "token" else None,
             max_length=config.max_length,
             text_pair=bool(config.text_pair),
         )
