@@ -44,8 +44,9 @@ def test_regression_has_one_output_named_after_its_column():
         ({"task": "regression", "label_columns": ["a"]}, r"are for --task sequence, not --task regression"),
         (
             {"task": "regression", "class_weights": "auto"},
-            r"--class-weights are for classes; .*--task regression",
+            r"--class-weights.* are for classes; .*--task regression",
         ),
+        ({"task": "regression", "template": "auto"}, r"--template auto \(--preset prompt\) are for classes"),
         ({"task": "regression", "labels": ["a"]}, r"leave them out for --task regression"),
         ({"task": "sequence", "labels": ["a"], "label_columns": ["a"]}, r"give only --label-columns"),
         ({"task": "sequence", "class_weights": "most"}, r"--class-weights must be one of none, auto"),

@@ -155,7 +155,7 @@ def test_bf16_prediction_is_bf16_and_close_to_fp32(bf16_run):
 
 def test_a_bf16_run_exports_and_the_export_predicts_in_bf16(bf16_run, tmp_path):
     result, _ = bf16_run
-    folder = export_run(result.run_dir, tmp_path / "export", merge=True)
+    folder = export_run(result.run_dir, tmp_path / "export", merge=True).path
     from_run = lsllm.load(result.run_dir, precision="bf16").predict(TEXTS)
     from_export = lsllm.load(folder, precision="bf16").predict(TEXTS)
     for a, b in zip(from_run, from_export, strict=True):
