@@ -16,7 +16,7 @@ LAYERS = [
     ["lsllm.config"],
     ["lsllm.data"],
     ["lsllm.modeling"],
-    ["lsllm.decision", "lsllm.metrics", "lsllm.predictions"],
+    ["lsllm.decision", "lsllm.metrics", "lsllm.predictions", "lsllm.reports"],
     ["lsllm.artifacts", "lsllm.checkpoints"],
     ["lsllm.inference"],
     ["lsllm.adaptation"],

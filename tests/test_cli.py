@@ -94,6 +94,8 @@ def test_eval_prints_and_writes_metrics(cli_runs, capsys):
     assert (
         written["accuracy"] == json.loads((root / "seq-run" / "metrics.json").read_text())["test"]["accuracy"]
     )
+    picture = root / "seq-run" / "eval-seq-test-confusion_matrix.png"
+    assert f"picture to {picture}" in out and picture.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_predict_a_file_of_texts(cli_runs):
@@ -173,6 +175,7 @@ def test_a_saved_datasetdict_trains_evaluates_and_predicts_by_split(tiny_model, 
     assert sorted(json.loads((run / "labels.json").read_text())["names"]) == sorted(tags)
     assert main(["eval", str(run), "--data", f"{folder}:test", *FP32]) == 0
     written = json.loads((run / "eval-conll-test.json").read_text())
+    assert (run / "eval-conll-test-per_type_f1.png").exists() and (run / "per_type_f1.png").exists()
     assert written["f1"] == json.loads((run / "metrics.json").read_text())["test"]["f1"]
     capsys.readouterr()
     assert main(["predict", str(run), "--input", f"{folder}:test", *FP32]) == 0
@@ -195,6 +198,7 @@ def test_help_explains_the_options():
         "--resume",
         "--config",
         "LoRA rank (default: 12)",
+        "--report-to {none,tensorboard,wandb}",
     ):
         assert words in result.stdout
 

@@ -256,3 +256,21 @@ def test_bad_labels_and_options_give_one_line_errors(shape_runs, tiny_model, tmp
     (untuned / "thresholds.json").unlink()
     message = one_line_error(in_process("predict", str(untuned), "Paris"))
     assert "no thresholds.json" in message and "resume" in message
+
+
+@pytest.mark.parametrize(
+    ("shape", "picture"), [("multi", "per_label_f1.png"), ("regression", "predicted_vs_true.png")]
+)
+def test_each_shape_gets_its_own_pictures_in_the_run_and_from_eval(
+    shape_runs, tmp_path, in_process, shape, picture
+):
+    run, files = shape_runs[shape]
+    assert (run / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run / picture).read_bytes()[:4] == b"\x89PNG"
+    assert not (run / "confusion_matrix.png").exists()  # a confusion matrix is for one label per text
+    evaluated = in_process(
+        "eval", str(run), "--data", str(files["test"]), "--output", str(tmp_path / "e.json")
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"picture to {tmp_path / f'e-{picture}'}" in evaluated.stdout
+    assert (tmp_path / f"e-{picture}").read_bytes()[:4] == b"\x89PNG"

@@ -1,5 +1,6 @@
 """Training end to end on tiny models: loss falls, the run folder is complete, reloads predict identically."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 import lsllm
 from lsllm.artifacts import RunFolder
@@ -291,3 +293,40 @@ def test_class_weights_auto_reach_the_model_as_inverse_class_frequency(
         with pytest.raises(Built):
             lsllm.train(config)
     assert given["auto"] == pytest.approx(expected) and given["none"] is None
+
+
+@pytest.mark.parametrize(
+    ("run_name", "score_picture"),
+    [("sequence_run", "confusion_matrix.png"), ("token_run", "per_type_f1.png")],
+)
+def test_a_trained_run_folder_holds_its_pictures(run_name, score_picture, request):
+    result, _ = request.getfixturevalue(run_name)
+    for name in ("learning_curves.png", score_picture):
+        with Image.open(result.run_dir / name) as image:
+            assert image.format == "PNG" and min(image.size) >= 300
+
+
+def test_report_to_tensorboard_writes_the_trainers_logs_into_the_run(tiny_model, sentiment_files, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = train_run(
+        tiny_model, sentiment_files, "sequence", tmp_path / "run", epochs=2, report_to="tensorboard"
+    )
+    [events] = (result.run_dir / "tensorboard").glob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    logged = [event.value for event in accumulator.Scalars("train/loss")]
+    assert logged == pytest.approx(losses(result.run_dir), rel=1e-6) and len(logged) == 8
+    log = [json.loads(line) for line in (result.run_dir / "training_log.jsonl").read_text().splitlines()]
+    dev = [r["eval_accuracy"] for r in log if "eval_accuracy" in r]
+    assert [event.value for event in accumulator.Scalars("eval/accuracy")] == pytest.approx(dev)
+
+
+def test_report_to_a_tool_that_is_not_installed_is_a_one_line_error(tiny_model, sentiment_files, tmp_path):
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(
+        LsllmError, match=r"^--report-to wandb needs the wandb package, which is not installed;"
+    ):
+        train_run(tiny_model, sentiment_files, "sequence", tmp_path / "run", report_to="wandb")
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -33,6 +33,7 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 METRICS = "metrics.json"
 TRAINING_LOG = "training_log.jsonl"
 CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
 HF_CONFIG = "config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json")  # one file, or shards and their index

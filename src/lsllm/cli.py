@@ -252,13 +252,18 @@ def data_stem(data: str) -> str:
 def run_eval(args: argparse.Namespace) -> None:
     from lsllm.inference import Classifier
     from lsllm.metrics import format_metrics
+    from lsllm.reports import draw_scores
 
     classifier = Classifier.load(args.run, precision=args.precision)
-    metrics = classifier.evaluate(args.data, batch_size=args.batch_size, progress=True)
+    examples = classifier.data.read(args.data)
+    outcomes = classifier.outcomes(examples, args.data, batch_size=args.batch_size, progress=True)
+    metrics = classifier.scores(*outcomes)
     output = Path(args.output) if args.output else Path(args.run) / f"eval-{data_stem(args.data)}.json"
     write_json_atomic(output, {"data": args.data, **metrics})
+    title = f"{Path(args.data).name}: {Path(args.run).name}"
+    pictures = draw_scores(metrics, output.parent, f"{output.stem}-", title, outcomes)
     print(format_metrics(metrics))
-    print(f"metrics written to {output}")
+    print(f"metrics written to {output}" + "".join(f", picture to {picture}" for picture in pictures))
 
 
 def run_predict(args: argparse.Namespace) -> None:

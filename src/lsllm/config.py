@@ -20,6 +20,7 @@ POOLING_MODES = ("last", "mean", "max")
 PRECISIONS = ("auto", "fp32", "bf16")
 HEAD_INITS = ("random", "label-words")
 CLASS_WEIGHTS = ("none", "auto")
+REPORT_TO = ("none", "tensorboard", "wandb")
 PREDICT_PRECISIONS = (*PRECISIONS, "int8")  # int8 only runs a trained model
 EXPORT_FORMATS = ("lsllm", "transformers")  # what `lsllm export --format` writes (lsllm.export)
 
@@ -220,6 +221,12 @@ class TrainConfig:
     attn_implementation: str | None = option(
         None, "transformers attention backend: eager or sdpa (default: its choice)"
     )
+    report_to: str = option(
+        "none",
+        "also hand the Trainer's logs to tensorboard (event files in RUN/tensorboard) or wandb (needs wandb"
+        " installed and logged in, or WANDB_MODE=offline); training_log.jsonl is written either way",
+        choices=REPORT_TO,
+    )
     trust_remote_code: bool = option(False, "allow model code from the model folder/hub (off unless you ask)")
 
     def __post_init__(self) -> None:
@@ -239,7 +246,7 @@ class TrainConfig:
                 raise LsllmError(
                     f"missing --{flag(name)}; give it on the command line or as '{name}:' in --config"
                 )
-        for name in ("task", "attention", "pooling", "precision", "head_init", "class_weights"):
+        for name in ("task", "attention", "pooling", "precision", "head_init", "class_weights", "report_to"):
             choices = field_choices(name)
             if getattr(self, name) not in choices:
                 raise LsllmError(

@@ -259,18 +259,30 @@ class Classifier:
         self, examples: list, source: str, batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False
     ) -> dict:
         """Metrics on labelled examples, decided as `predict` decides."""
+        return self.scores(*self.outcomes(examples, source, batch_size, progress))
+
+    def outcomes(
+        self, examples: list, source: str, batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False
+    ) -> tuple[list, list]:
+        """The gold answers of labelled examples and what the run decides for them: class ids, a flag per
+        label (multi-label), numbers (regression), or for token runs tag lists."""
+        gold = self.data.targets(examples, source)
+        if self.task == "token":
+            names = self.data.labels.names
+            predictions = self.predict_examples(examples, batch_size, progress, source)
+            return [[str(names[t]) for t in row] for row in gold], [p["tags"] for p in predictions]
+        _, logits = self._text_logits(examples, source, batch_size, progress)
+        return gold, self.decision.decide(torch.stack(logits)).tolist()
+
+    def scores(self, gold: list, predicted: list) -> dict:
+        """The metrics of `outcomes`."""
         # Imported here: seqeval brings in scikit-learn, ~100 MB that a process which only predicts
         # sequence labels (a server, a batch job) does not need.
         from lsllm.metrics import label_metrics, token_metrics
 
-        gold = self.data.targets(examples, source)
-        names = self.data.labels.names
         if self.task == "token":
-            predictions = self.predict_examples(examples, batch_size, progress, source)
-            gold_tags = [[str(names[t]) for t in row] for row in gold]
-            return token_metrics(gold_tags, [p["tags"] for p in predictions])
-        _, logits = self._text_logits(examples, source, batch_size, progress)
-        predicted = self.decision.decide(torch.stack(logits)).tolist()
+            return token_metrics(gold, predicted)
+        names = self.data.labels.names
         return label_metrics(self.decision.shape, gold, predicted, names, self.decision.thresholds)
 
 

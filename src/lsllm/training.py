@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -12,7 +13,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from lsllm import _compat, processes
 from lsllm.adaptation import adapt_with_mntp, mask_token_id
-from lsllm.artifacts import CHECKPOINTS, METRICS, TRAINING_LOG, RunFolder
+from lsllm.artifacts import CHECKPOINTS, METRICS, TENSORBOARD, TRAINING_LOG, RunFolder
 from lsllm.atomic import write_json_atomic, write_text_atomic
 from lsllm.checkpoints import ManifestCallback, newest_intact, step_of
 from lsllm.config import PREDICT_BATCH_SIZE, TrainConfig
@@ -23,6 +24,7 @@ from lsllm.data.prompts import label_words, resolve_template
 from lsllm.data.sources import source_name
 from lsllm.data.task import TaskData, label_map_for, read_examples, subsample
 from lsllm.decision import Decision
+from lsllm.errors import LsllmError
 from lsllm.inference import Classifier
 from lsllm.metrics import LOWER_IS_BETTER, label_metrics, selection_metric, token_metrics, tune_thresholds
 from lsllm.modeling.backbone import load_tokenizer, resolve_model
@@ -35,6 +37,7 @@ from lsllm.modeling.head_init import (
 from lsllm.modeling.lora import add_lora
 from lsllm.modeling.model import build_model
 from lsllm.modeling.precision import resolve_precision
+from lsllm.reports import draw_run
 
 logger = logging.getLogger(__name__)
 
@@ -134,11 +137,33 @@ def training_arguments(
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         remove_unused_columns=False,
         label_names=["labels"],
-        report_to="none",
+        report_to="wandb" if config.report_to == "wandb" else "none",  # tensorboard: see reporting_callbacks
+        run_name=run.path.name,
         dataloader_pin_memory=torch.cuda.is_available(),
         # Every trainable weight (LoRA, head) takes part in every step: DDP need not search for unused ones.
         ddp_find_unused_parameters=False,
     )
+
+
+def check_reporting(report_to: str) -> None:
+    """Before any work: the package --report-to needs (transformers would fail only once training starts)."""
+    if report_to != "none" and importlib.util.find_spec(report_to) is None:
+        offline = " (and without internet, set WANDB_MODE=offline)" if report_to == "wandb" else ""
+        raise LsllmError(
+            f"--report-to {report_to} needs the {report_to} package, which is not installed; install it with"
+            f" pip install {report_to}{offline}, or leave --report-to out"
+        )
+
+
+def reporting_callbacks(config: TrainConfig, run: RunFolder) -> list[TrainerCallback]:
+    """transformers' own TensorBoard callback, writing into the run folder (its default is a dated folder
+    under checkpoints/, and TrainingArguments no longer takes a logging dir); in the main process only."""
+    if config.report_to != "tensorboard" or not processes.is_main():
+        return []
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return [TensorBoardCallback(SummaryWriter(log_dir=str(run.path / TENSORBOARD)))]
 
 
 def train(config: TrainConfig, resume: bool = False) -> TrainResult:
@@ -148,6 +173,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     only the main process writes, and every process returns the same result.
     """
     config.validate()
+    check_reporting(config.report_to)
     processes.check_engine(torch.cuda.is_available(), resolve_precision(config.precision))
     processes.start()
     run = RunFolder(Path(config.output))
@@ -212,7 +238,11 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         eval_dataset=dev_set,
         data_collator=collator,
         compute_metrics=trainer_metrics(config, data.labels),
-        callbacks=[JsonlLogCallback(run.path / TRAINING_LOG), ManifestCallback()],
+        callbacks=[
+            JsonlLogCallback(run.path / TRAINING_LOG),
+            ManifestCallback(),
+            *reporting_callbacks(config, run),
+        ],
     )
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     # Every process takes part in saving: FSDP and ZeRO-3 gather the shards of the adapter and the head.
@@ -251,10 +281,15 @@ def score(run: RunFolder, config: TrainConfig, data: TaskData, dev_examples: lis
         gold = data.targets(dev_examples, dev_name)
         classifier.decision = decision_for(data.labels, gold, dev_logits, config.threshold_per_label)
         run.save_thresholds(data.labels, classifier.decision.thresholds, config.threshold_per_label)
-    metrics = {"dev": classifier.evaluate_examples(dev_examples, dev_name)}
+    outcomes = {"dev": classifier.outcomes(dev_examples, dev_name)}
     if config.test not in (None, ""):
         test_name = source_name(config.test, "test")
-        metrics["test"] = classifier.evaluate_examples(data.read(config.test, name=test_name), test_name)
+        outcomes["test"] = classifier.outcomes(data.read(config.test, name=test_name), test_name)
+    metrics = {split: classifier.scores(*pair) for split, pair in outcomes.items()}
     metrics["best_checkpoint"] = best_checkpoint
     write_json_atomic(run.path / METRICS, metrics)
+    shown = "test" if "test" in outcomes else "dev"  # the pictures show the test set when there is one
+    title = f"{shown}: {Path(source_name(getattr(config, shown), shown)).name}"
+    metric = selection_metric(config.task, data.labels.shape)
+    draw_run(run.path, run.path / TRAINING_LOG, metric, metrics[shown], outcomes[shown], title)
     return metrics
