@@ -1,13 +1,15 @@
 """Speed and memory: lsllm against the usual transformers recipe, same model, data and machine.
 
     python -m bench.perf                              # SmolLM2-135M, all parts (est. 15-20 min, 2 cores)
-    python -m bench.perf --only predict               # one part: train, predict and/or flops
+    python -m bench.perf --only predict               # one part: train, predict, flops and/or runtime
     python -m bench.perf --random-config llama-8b     # GPU: a Llama-style model with random weights
 
 Training: lsllm.train against AutoModelFor*Classification + peft LoRA + Trainer (default settings), SST-2
 and CoNLL-2003, causal and bidirectional, timed by the Trainer's own train_runtime. Prediction:
 lsllm.load(run).predict against transformers.pipeline, at batch 1 and 64. FLOPs: counted from the
-model's shapes (bench/flops.py) against the measured torch.matmul peak. Every measurement runs in its
+model's shapes (bench/flops.py) against the measured torch.matmul peak. Runtime: lsllm's torch model in
+fp32, int8 and auto against its ONNX export in onnxruntime, fp32 and int8 (bench/runtimes.py), SST-2
+sentences at each batch size, as ratios to torch fp32. Every measurement runs in its
 own process (clean peak memory); every figure is reported as a ratio lsllm / baseline.
 """
 
@@ -48,6 +50,9 @@ from bench.common import (
 )
 from bench.datasets import TASKS, Task, prepare
 from bench.flops import Shapes, matmul_peak
+from bench.runtimes import RUNTIME_SYSTEMS, export_onnx
+from bench.runtimes import TASK as RUNTIME_TASK
+from bench.runtimes import measure as measure_runtime
 from lsllm.atomic import write_json_atomic
 
 TASK_ORDER = ("sst2", "conll2003")
@@ -56,7 +61,7 @@ SYSTEMS = ("lsllm", "baseline")
 # Prediction adds lsllm with --precision int8 (the system INT8, named in bench.common for the report too;
 # CPU only, so not with --random-config, which is for a GPU): the way past the weight-bandwidth bound of
 # single-text prediction (see bench/README.md).
-PARTS = ("train", "predict", "flops")
+PARTS = ("train", "predict", "flops", "runtime")
 EPOCHS = 1
 # lsllm's pooling per mode, as in the accuracy benchmark (LS-LLaMA: last token, LS-unLLaMA: mean); the
 # baseline's AutoModelForSequenceClassification always pools the last token.
@@ -498,7 +503,7 @@ def measure_peak(args: argparse.Namespace) -> dict:
 def jobs(args: argparse.Namespace) -> list[list[str]]:
     """What to measure, each in its own process: setup first, then the peak, training, prediction."""
     todo = []
-    if args.random_config or "predict" in args.only:
+    if args.random_config or {"predict", "runtime"} & set(args.only):
         todo.append(["setup"])
     if "flops" in args.only:
         todo.append(["peak"])
@@ -507,6 +512,8 @@ def jobs(args: argparse.Namespace) -> list[list[str]]:
     if "predict" in args.only:
         systems = SYSTEMS if args.random_config else (*SYSTEMS, INT8)  # random configs are for a GPU
         todo += [["predict", t, s] for t in TASK_ORDER for s in systems]
+    if "runtime" in args.only and not args.random_config:  # onnxruntime here runs on the CPU
+        todo += [["runtime", RUNTIME_TASK, s] for s in RUNTIME_SYSTEMS]
     return todo
 
 
@@ -521,11 +528,17 @@ def run_job(args: argparse.Namespace, job: list[str]) -> dict:
         if "predict" in args.only:
             for name in TASK_ORDER:
                 make_run(args, name)
+        if "runtime" in args.only and not args.random_config:
+            make_run(args, RUNTIME_TASK)
+            export_onnx(predict_run(args, RUNTIME_TASK))
         return {"part": "setup", "model_path": model_path(args)}
     if kind == "peak":
         record = measure_peak(args)
     elif kind == "train":
         record = measure_training(args, *rest)
+    elif kind == "runtime":
+        texts = [row["text"] for row in predict_rows(args, task_paths(args, perf_task(args, RUNTIME_TASK)))]
+        record = measure_runtime(predict_run(args, RUNTIME_TASK), rest[1], texts, args.batch_sizes, latency)
     else:
         record = measure_prediction(args, *rest)
     return {
@@ -564,6 +577,8 @@ def describe(args: argparse.Namespace, command: str, started: str, failed: list[
         "seed": args.seed,
         "scale": args.scale,
         "working_tree_dirty": _dirty(),
+        "load_before": args.load_before,
+        "load_after": os.getloadavg()[0],  # other work on the machine slows every system alike
         "failed": failed,
     }
 
@@ -575,13 +590,14 @@ def main(argv: list[str] | None = None) -> None:
         write_json_atomic(record_path(args, args.one), run_job(args, args.one))
         return
     command = command_line("bench.perf", argv)
-    if {"train", "predict"} & set(args.only):  # once, here, so the measuring processes only read them
+    if {"train", "predict", "runtime"} & set(args.only):  # once, here, so measuring processes only read
         for name in TASK_ORDER:
             task_paths(args, perf_task(args, name))
     shutil.rmtree(args.work / "records", ignore_errors=True)
     logs = args.work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now().isoformat(timespec="seconds")
+    args.load_before = os.getloadavg()[0]
     todo, records, failed = jobs(args), [], []
     for number, job in enumerate(todo, start=1):
         label = " / ".join(job)

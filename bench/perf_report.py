@@ -9,6 +9,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from bench.common import DASH, INT8, TASK_NAMES, markdown_table, number, percent, save_png
+from bench.runtimes import runtime_section
 from lsllm.atomic import write_text_atomic
 
 TRAIN_TARGET, PREDICT_TARGET = 1.5, 2.0
@@ -286,7 +287,7 @@ def setup_section(records: list[dict], meta: dict) -> list[str]:
     shapes = ", ".join(f"{k} {v}" for k, v in first["shapes"].items())
     parts = {r["part"] for r in records}
     notes = list(dict.fromkeys(note for r in records for note in r.get("notes", [])))
-    chosen = {r["precision"] for r in records if "precision" in r and r.get("system") != INT8}
+    chosen = {r["precision"] for r in records if r["part"] in ("train", "predict") and r["system"] != INT8}
     precisions = ", ".join(sorted(chosen))  # int8 is named in its own rows
     versions = ", ".join(f"{k} {v}" for k, v in first["versions"].items())
     hardware = ", ".join(f"{k} {v}" for k, v in first["hardware"].items())
@@ -317,7 +318,12 @@ def setup_section(records: list[dict], meta: dict) -> list[str]:
     lines += [
         f"- Versions: {versions}{dirty}",
         f"- Hardware: {hardware}",
-        f"- Run: {meta['started']} to {meta['finished']}",
+        f"- Run: {meta['started']} to {meta['finished']}"
+        + (
+            f"; load average {meta['load_before']:.1f} before, {meta['load_after']:.1f} after"
+            if "load_before" in meta
+            else ""
+        ),
         "",
     ]
     if parts & {"train", "predict"}:
@@ -351,6 +357,7 @@ def render(records: list[dict], meta: dict) -> str:
         ]
     if _pairs(records, "predict", "task"):
         lines += ["## Prediction", "", "One process per system and task.", "", *predict_table(records), ""]
+    lines += runtime_section(records)
     lines += [*flops_section(records), "", *setup_section(records, meta)]
     return "\n".join(lines) + "\n"
 

@@ -22,6 +22,7 @@ from lsllm.modeling.attention import backbone_attention, check_attention, check_
 from lsllm.modeling.backbone import load_tokenizer
 from lsllm.modeling.hf import HF_CLASSES, MODEL_TYPE, shape_of
 from lsllm.modeling.model import LabelSupervisedModel, build_model
+from lsllm.modeling.onnx_model import OnnxModel
 from lsllm.modeling.stock import AUTO_CLASSES, from_stock
 
 CONFIG = "config.yaml"
@@ -37,6 +38,7 @@ TENSORBOARD = "tensorboard"
 HF_CONFIG = "config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json")  # one file, or shards and their index
+ONNX_MODEL = "model.onnx"  # its weights beside it, in model.onnx.data
 LOCATE = "pass the --output folder of 'lsllm train' or 'lsllm export'"
 
 
@@ -112,6 +114,18 @@ class TrainedFolder:
     def load_model(self, config: TrainConfig, labels: LabelMap) -> LabelSupervisedModel:
         """The trained model in fp32 with LoRA folded into its weights, its attention mode checked."""
         raise NotImplementedError
+
+    @property
+    def runtime(self) -> str:
+        """What runs this folder's model unless asked otherwise: torch, or onnxruntime for an ONNX export."""
+        return "torch"
+
+    def load_onnx(self) -> OnnxModel:
+        """The model as an onnxruntime session: only an ONNX export has one."""
+        raise LsllmError(
+            f"--runtime onnx runs an ONNX export, and {self.path} is not one; write one with"
+            " 'lsllm export RUN --format onnx --output DIR'"
+        )
 
 
 class RunFolder(TrainedFolder):
@@ -198,8 +212,11 @@ def export_model_type(path: Path):
 
 
 def export_format(path: Path) -> str | None:
-    """ "lsllm" or "transformers" for a folder `lsllm export` wrote (lsllm's model type, or another beside
-    the run's config.yaml), None for any other; raises OSError or ValueError if config.json is unreadable."""
+    """The format of a folder `lsllm export` wrote: onnx (an ONNX graph), lsllm (lsllm's model type) or
+    transformers (another model type beside the run's config.yaml); None for any other folder. Raises
+    OSError or ValueError if its config.json cannot be read."""
+    if (path / ONNX_MODEL).exists():
+        return "onnx"
     if export_model_type(path) == MODEL_TYPE:
         return "lsllm"
     return "transformers" if (path / CONFIG).exists() else None
@@ -214,7 +231,7 @@ def is_export(path: Path) -> bool:
 
 class ExportFolder(TrainedFolder):
     """A folder written by `lsllm export`: a transformers model folder (lsllm's model type or transformers'
-    own class) that also holds the run's config.yaml and labels.json, so it reads like the run."""
+    own class) or an ONNX graph, beside the run's config.yaml and labels.json, so it reads like the run."""
 
     kind = "export"
     repair = "export the run again with 'lsllm export'"
@@ -239,11 +256,33 @@ class ExportFolder(TrainedFolder):
                 f"type {export_model_type(self.path)!r}); {LOCATE}"
             )
         missing = [name for name in (CONFIG, LABELS, TOKENIZER_CONFIG) if not (self.path / name).exists()]
-        if not any((self.path / name).exists() for name in WEIGHTS):
+        if self.format != "onnx" and not any((self.path / name).exists() for name in WEIGHTS):
             missing.append(WEIGHTS[0])
         return missing
 
+    @property
+    def runtime(self) -> str:
+        return "onnx" if self.format == "onnx" else "torch"
+
+    def load_onnx(self) -> OnnxModel:
+        if self.format != "onnx":
+            return super().load_onnx()
+        try:
+            return OnnxModel(self.path / ONNX_MODEL)
+        except LsllmError:
+            raise
+        except Exception as error:  # onnxruntime's own error types; all mean the graph cannot be run
+            raise LsllmError(
+                f"cannot load {self.path / ONNX_MODEL} ({first_line(error)}); the export is corrupt,"
+                f" {self.repair}"
+            ) from None
+
     def load_model(self, config: TrainConfig, labels: LabelMap) -> LabelSupervisedModel:
+        if self.format == "onnx":
+            raise LsllmError(
+                f"{self.path} is an ONNX export, which onnxruntime runs; use --runtime onnx (the default"
+                " for it), or export the run in another --format for torch"
+            )
         lsllm_type = self.format == "lsllm"
         auto = HF_CLASSES[config.task] if lsllm_type else AUTO_CLASSES[config.task]
         try:
@@ -281,6 +320,7 @@ class ExportFolder(TrainedFolder):
 def open_trained(path: str | Path) -> TrainedFolder:
     """The run folder or export folder at `path`, checked to be complete."""
     path = Path(path)
-    folder = ExportFolder(path) if (path / HF_CONFIG).exists() else RunFolder(path)
+    exported = (path / HF_CONFIG).exists() or (path / ONNX_MODEL).exists()
+    folder = ExportFolder(path) if exported else RunFolder(path)
     folder.check()
     return folder

@@ -18,6 +18,7 @@ from lsllm.config import (
     PREDICT_BATCH_SIZE,
     PREDICT_PRECISIONS,
     PRESETS,
+    RUNTIMES,
     TrainConfig,
     flag,
     read_yaml,
@@ -65,7 +66,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{flag(f.name)}", **options)
 
 
-def add_precision_flag(parser: argparse.ArgumentParser) -> None:
+def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    """How a loaded model runs: its number format and what computes it."""
     parser.add_argument(
         "--precision",
         choices=PREDICT_PRECISIONS,
@@ -73,6 +75,13 @@ def add_precision_flag(parser: argparse.ArgumentParser) -> None:
         help="number format of the backbone: auto (bf16 where the device has native bf16, else fp32),"
         " fp32, bf16, or int8 (CPU only: int8 weights, about 1.6x faster for single texts, scores move"
         " a little; check with lsllm eval) (default: auto)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help="what runs the model: torch, or onnx (onnxruntime on the CPU, fp32, for an export written with"
+        " 'lsllm export --format onnx'; needs lsllm[onnx]) (default: onnx for an ONNX export, torch"
+        " otherwise)",
     )
 
 
@@ -84,7 +93,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         default=PREDICT_BATCH_SIZE,
         help=f"examples per batch (default: {PREDICT_BATCH_SIZE})",
     )
-    add_precision_flag(parser)
+    add_runtime_flags(parser)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -174,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         " after the requests in flight are answered.",
     )
     serve.add_argument("run", metavar="RUN_OR_EXPORT", help="run folder of 'lsllm train', or an export")
-    add_precision_flag(serve)
+    add_runtime_flags(serve)
     serve.add_argument(
         "--host",
         default="127.0.0.1",
@@ -199,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
         " (AutoModelFor*Classification, pipeline) once lsllm is imported, with no trust_remote_code."
         " --format transformers: transformers' own class (e.g. LlamaForSequenceClassification), which"
         " loads with no lsllm installed; for runs it can express (last-token pooling and a head without a"
-        " bias for sequences), others are refused with the reason.",
+        " bias for sequences), others are refused with the reason. --format onnx: an ONNX graph (any run),"
+        " which onnxruntime runs without torch and 'lsllm predict/eval/serve' with --runtime onnx (needs"
+        " lsllm[onnx]).",
     )
     export.add_argument("run", help="run folder written by 'lsllm train'")
     export.add_argument(
@@ -209,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=EXPORT_FORMATS,
         default="lsllm",
-        help="lsllm (any run; loads in transformers once lsllm is imported) or transformers (the stock"
-        " class, loads without lsllm) (default: lsllm)",
+        help="lsllm (any run; loads in transformers once lsllm is imported), transformers (the stock"
+        " class, loads without lsllm) or onnx (any run; onnxruntime, without torch) (default: lsllm)",
     )
     export.add_argument(
         "--merge",
@@ -254,7 +265,7 @@ def run_eval(args: argparse.Namespace) -> None:
     from lsllm.metrics import format_metrics
     from lsllm.reports import draw_scores
 
-    classifier = Classifier.load(args.run, precision=args.precision)
+    classifier = Classifier.load(args.run, precision=args.precision, runtime=args.runtime)
     examples = classifier.data.read(args.data)
     outcomes = classifier.outcomes(examples, args.data, batch_size=args.batch_size, progress=True)
     metrics = classifier.scores(*outcomes)
@@ -273,7 +284,7 @@ def run_predict(args: argparse.Namespace) -> None:
 
     if (args.text is None) == (args.input is None):
         raise LsllmError("give either a text or --input FILE to 'lsllm predict'")
-    classifier = Classifier.load(args.run, precision=args.precision)
+    classifier = Classifier.load(args.run, precision=args.precision, runtime=args.runtime)
     if args.text_field:
         classifier.data.config = dataclasses.replace(classifier.data.config, text_field=args.text_field)
     inputs = [args.text] if args.text is not None else read_prediction_inputs(classifier.data, args.input)
@@ -306,7 +317,7 @@ def run_serve(args: argparse.Namespace) -> None:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeOptions)}
     options = ServeOptions(**values).check()
     sock = bind(args.host, args.port)  # before loading, so a busy port fails fast
-    classifier = Classifier.load(args.run, precision=args.precision)
+    classifier = Classifier.load(args.run, precision=args.precision, runtime=args.runtime)
 
     def tell(url: str) -> None:
         print(f"serving {args.run} at {url} (API docs: {url}/docs); Ctrl+C stops", flush=True)

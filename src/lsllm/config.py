@@ -22,7 +22,8 @@ HEAD_INITS = ("random", "label-words")
 CLASS_WEIGHTS = ("none", "auto")
 REPORT_TO = ("none", "tensorboard", "wandb")
 PREDICT_PRECISIONS = (*PRECISIONS, "int8")  # int8 only runs a trained model
-EXPORT_FORMATS = ("lsllm", "transformers")  # what `lsllm export --format` writes (lsllm.export)
+EXPORT_FORMATS = ("lsllm", "transformers", "onnx")  # what `lsllm export --format` writes (lsllm.export)
+RUNTIMES = ("torch", "onnx")  # what runs a trained model in predict/eval/serve (lsllm.inference)
 
 # Named starting points; any value the user gives (YAML key or flag) overrides the preset's.
 PRESETS: dict[str, dict[str, Any]] = {

@@ -12,7 +12,7 @@ from peft import PeftModel
 from tqdm.auto import tqdm
 
 from lsllm.artifacts import open_trained
-from lsllm.config import PREDICT_BATCH_SIZE
+from lsllm.config import PREDICT_BATCH_SIZE, RUNTIMES
 from lsllm.data.collate import Collator
 from lsllm.data.encoding import Encoder, WordAlignment, join_words
 from lsllm.data.examples import SequenceExample
@@ -22,6 +22,7 @@ from lsllm.data.task import TaskData
 from lsllm.data.words import word_spans
 from lsllm.decision import Decision
 from lsllm.errors import LsllmError
+from lsllm.modeling.onnx_model import OnnxModel
 from lsllm.modeling.precision import default_device, quantize_to_int8, resolve_precision
 from lsllm.predictions import (
     Entity,
@@ -45,11 +46,11 @@ class Classifier:
     its decision rule (for a multi-label run, with its thresholds; untuned ones unless given)."""
 
     def __init__(
-        self, model: torch.nn.Module, tokenizer, data: TaskData, decision: Decision | None = None
+        self, model: torch.nn.Module | OnnxModel, tokenizer, data: TaskData, decision: Decision | None = None
     ) -> None:
         if isinstance(model, PeftModel):  # folded LoRA predicts the same, with no extra matmuls per layer
             model = model.merge_and_unload()
-        self.model = model.eval()
+        self.model = model.eval() if isinstance(model, torch.nn.Module) else model
         self.tokenizer = tokenizer
         self.data = data
         self.decision = decision or Decision.untuned(data.labels)
@@ -62,31 +63,49 @@ class Classifier:
         device: str | torch.device | None = None,
         precision: str = "auto",
         decision: Decision | None = None,
+        runtime: str | None = None,
     ) -> Classifier:
         """Rebuild the model of a run folder (`lsllm train`) or an export folder (`lsllm export`).
 
         `precision` as for training: "auto" runs the backbone in bf16 where the device has native bf16
         (the head stays fp32), "fp32" or "bf16" force it; "int8" quantises its linear layers (CPU only).
         `decision` replaces the folder's own rule (training uses it before the thresholds are tuned).
+        `runtime`: "torch", or "onnx" (onnxruntime, CPU, for an ONNX export); by default the folder's.
         """
-        device = torch.device(device) if device else default_device()
+        run = open_trained(run_dir)
+        runtime = runtime or run.runtime
+        if runtime not in RUNTIMES:
+            raise LsllmError(f"unknown runtime {runtime!r}; use one of: {', '.join(RUNTIMES)}")
+        device = (
+            torch.device(device) if device else (OnnxModel.device if runtime == "onnx" else default_device())
+        )
+        if runtime == "onnx" and (device.type != "cpu" or precision not in ("auto", "fp32")):
+            raise LsllmError(
+                f"--runtime onnx runs the exported fp32 graph on the CPU, not {precision} on {device};"
+                " leave out --precision and the device, or use --runtime torch"
+            )
         if precision == "int8" and device.type != "cpu":
             raise LsllmError(f"--precision int8 runs on a CPU only, not {device}; on a GPU use bf16")
-        run = open_trained(run_dir)
         config = run.load_config()
         labels = run.load_labels()
         tokenizer = run.load_tokenizer()
-        classifier = cls(
-            run.load_model(config, labels).to(device),
-            tokenizer,
-            TaskData(config, labels, Encoder.for_config(tokenizer, config)),
-            decision or run.load_decision(labels),
-        )
+        data = TaskData(config, labels, Encoder.for_config(tokenizer, config))
+        decision = decision or run.load_decision(labels)
+        if runtime == "onnx":
+            return cls(run.load_onnx(), tokenizer, data, decision)
+        classifier = cls(run.load_model(config, labels).to(device), tokenizer, data, decision)
         if precision == "int8":
             quantize_to_int8(classifier.model.backbone)
         elif resolve_precision(precision, device) == "bf16":
             classifier.model.backbone.to(torch.bfloat16)
         return classifier
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs: batches are moved there."""
+        if isinstance(self.model, OnnxModel):
+            return self.model.device
+        return next(self.model.parameters()).device
 
     @property
     def task(self) -> str:
@@ -102,7 +121,7 @@ class Classifier:
     ) -> list[torch.Tensor]:
         """Logits per example, computed in length-sorted batches (less padding), returned in input order."""
         order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-        device = next(self.model.parameters()).device
+        device = self.device
         results: list[torch.Tensor | None] = [None] * len(features)
         batches = range(0, len(order), batch_size)
         for start in tqdm(batches, desc="predicting", unit="batch", disable=not progress):
@@ -286,6 +305,8 @@ class Classifier:
         return label_metrics(self.decision.shape, gold, predicted, names, self.decision.thresholds)
 
 
-def load(run_dir: str | Path, device: str | None = None, precision: str = "auto") -> Classifier:
+def load(
+    run_dir: str | Path, device: str | None = None, precision: str = "auto", runtime: str | None = None
+) -> Classifier:
     """Load a run folder written by `lsllm train`, or an export by `lsllm export`, to predict and evaluate."""
-    return Classifier.load(run_dir, device, precision)
+    return Classifier.load(run_dir, device, precision, runtime=runtime)

@@ -144,6 +144,39 @@ def _transformers_usage(settings: TrainConfig, pipeline: str) -> list[str]:
     ]
 
 
+def _onnx_usage(settings: TrainConfig, pipeline: str) -> list[str]:
+    if settings.task == "token":  # one row per token; lsllm trained each word's first token
+        show = "print([labels[i] for i in logits[0].argmax(-1)])"
+    else:
+        show = "print(labels[int(logits[0].argmax())])"
+    return [
+        "`lsllm predict/eval/serve` run it through onnxruntime (`--runtime onnx`, its default). With",
+        "onnxruntime and the tokenizer alone (no torch, no lsllm: `pip install onnxruntime tokenizers`):",
+        "",
+        "```python",
+        "import json",
+        "",
+        "import numpy as np",
+        "import onnxruntime",
+        "from tokenizers import Tokenizer",
+        "",
+        'folder = "path/to/this/folder"',
+        'tokenizer = Tokenizer.from_file(f"{folder}/tokenizer.json")',
+        'session = onnxruntime.InferenceSession(f"{folder}/model.onnx")',
+        'labels = json.load(open(f"{folder}/labels.json"))["names"]',
+        "",
+        'ids = np.array([tokenizer.encode("a text to classify").ids])',
+        'feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}',
+        'logits = session.run(["logits"], feed)[0]',
+        show,
+        "```",
+        "",
+        "Batches of any size and length: pad the token ids with the tokenizer's pad token on either side",
+        "and give 0 in the attention mask there.",
+        "",
+    ]
+
+
 def _input_format(settings: TrainConfig) -> list[str]:
     """How to build the prompt the run put each text into, for a stack that does not carry it."""
     if not settings.template:
@@ -175,4 +208,4 @@ def _input_format(settings: TrainConfig) -> list[str]:
     ]
 
 
-USAGE = {"lsllm": _lsllm_usage, "transformers": _transformers_usage}
+USAGE = {"lsllm": _lsllm_usage, "transformers": _transformers_usage, "onnx": _onnx_usage}

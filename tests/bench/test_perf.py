@@ -187,3 +187,38 @@ def test_a_measurement_without_its_baseline_is_left_out():
     table = render([PEAK, train_record("lsllm", 1500.0, 1800.0)], META)
     assert "## Training" not in table and "## Prediction" not in table
     assert "## FLOP counting and the matmul peak" in table
+
+
+def runtime_record(system: str, precision: str, per_second: dict[int, float], probs: list) -> dict:
+    batches = [
+        {"batch_size": size, "examples_per_second": speed, "p50_ms": 1000 / speed, "p99_ms": 2000 / speed}
+        for size, speed in per_second.items()
+    ]
+    return {
+        "part": "runtime",
+        "task": "sst2",
+        "system": system,
+        "precision": precision,
+        "examples": len(probs),
+        "batches": batches,
+        "probs": probs,
+        "peak_rss_mb": 900.0,
+        "model_mb": None if system.startswith("torch") else 500.0,
+        "shapes": SHAPES,
+        **ENVIRONMENT,
+    }
+
+
+def test_the_runtime_table_puts_each_system_against_torch_fp32_on_the_same_inputs():
+    reference = [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]]
+    int8 = [[0.85, 0.15], [0.2, 0.8], [0.45, 0.55], [0.3, 0.7]]  # one label flips, largest change 0.15
+    records = [
+        runtime_record("torch-fp32", "fp32", {1: 10.0, 64: 20.0}, reference),
+        runtime_record("onnx-fp32", "fp32", {1: 25.0, 64: 30.0}, reference),
+        runtime_record("onnx-int8", "int8", {1: 40.0, 64: 10.0}, int8),
+    ]
+    table = render(records, META)
+    assert "## Runtimes: torch and onnxruntime" in table
+    assert "| 1 | onnx-fp32 | 25.0 | 40.0 | 80.0 | **2.50x** | 100.0% | 0.0000 | 900 | 500 |" in table
+    assert "| 64 | onnx-int8 | 10.0 | 100.0 | 200.0 | **0.50x** | 75.0% | 0.1500 | 900 | 500 |" in table
+    assert f"| 64 | torch-fp32 | 20.0 | 50.0 | 100.0 | **1.00x** | 100.0% | 0.0000 | 900 | {DASH} |" in table

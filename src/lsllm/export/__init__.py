@@ -3,6 +3,8 @@
 - lsllm (native.py): lsllm's own model type; carries every run, LoRA merged or kept apart; plain
   transformers loads it once lsllm is imported.
 - transformers (stock.py): transformers' own classes, for runs they can express; loads with no lsllm.
+- onnx (onnx_graph.py): an ONNX graph of lsllm's forward pass, for any run; onnxruntime runs it with no
+  torch, and `lsllm predict/eval/serve` with `--runtime onnx`.
 
 Every folder also holds the tokenizer, the run's config.yaml and labels.json (and a multi-label run's
 thresholds.json), so `lsllm.load` reads it as it reads the run, and a model card. It appears whole,
@@ -33,6 +35,7 @@ from lsllm.atomic import swap_in_dir, write_text_atomic
 from lsllm.config import EXPORT_FORMATS
 from lsllm.errors import LsllmError
 from lsllm.export.native import write_lsllm_model
+from lsllm.export.onnx_graph import write_onnx_model
 from lsllm.export.stock import check_representable, write_stock_model
 from lsllm.model_card import model_card
 
@@ -74,8 +77,10 @@ def export_run(
     try:
         if format == "lsllm":
             notes = write_lsllm_model(trained, settings, names, lora, merge, staging)
-        else:
+        elif format == "transformers":
             notes = write_stock_model(trained.merge_and_unload(), settings, names, tokenizer, staging)
+        else:
+            notes = write_onnx_model(trained.merge_and_unload(), settings, tokenizer, staging)
         tokenizer.save_pretrained(staging)
         for name in (CONFIG, LABELS, THRESHOLDS) if labels.shape == "multi" else (CONFIG, LABELS):
             shutil.copy(run.path / name, staging / name)

@@ -11,20 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from transformers import PreTrainedModel
-
 from lsllm.config import TrainConfig
-from lsllm.data.collate import Collator
-from lsllm.data.encoding import Encoder
-from lsllm.data.examples import SequenceExample
 from lsllm.errors import LsllmError
+from lsllm.export.check import check_same_logits, probe_ids
 from lsllm.modeling.model import LabelSupervisedModel
 from lsllm.modeling.stock import to_stock
 
-OTHER_FORMATS = "--format lsllm, which carries any run"
-PROBE_TEXTS = ["a", "the film was good", "one two three four five six seven eight nine"]
-TOLERANCE = 1e-4  # fp32, the same weights: only the order of additions may differ
+OTHER_FORMATS = "--format lsllm or --format onnx, which carry any run"
 
 
 def unrepresentable(config: TrainConfig, tokenizer) -> str | None:
@@ -45,7 +38,7 @@ def unrepresentable(config: TrainConfig, tokenizer) -> str | None:
             "its head has a bias (a run from before --head-bias, or --head-bias), and transformers' sequence"
             f" head has none; export it with {OTHER_FORMATS}, or retrain with --no-head-bias"
         )
-    if config.task != "token" and _probe_ids(config, tokenizer)[0][-1] == tokenizer.pad_token_id:
+    if config.task != "token" and probe_ids(config, tokenizer)[0][-1] == tokenizer.pad_token_id:
         return (
             f"its tokenizer ends every input with its pad token {tokenizer.pad_token!r}, which transformers'"
             f" last-token pooling takes for padding; export it with {OTHER_FORMATS}"
@@ -65,12 +58,9 @@ def write_stock_model(
     """Save the merged run as its stock class into `folder`, once proven to give the run's logits; returns
     what a user of the checkpoint must know."""
     stock = to_stock(model.eval(), names, tokenizer.pad_token_id)
-    difference = _largest_difference(model, stock, _probe_ids(settings, tokenizer), tokenizer.pad_token_id)
-    if difference > TOLERANCE:
-        raise LsllmError(
-            f"transformers' {type(stock).__name__} does not compute this run's logits (they differ by up to"
-            f" {difference:.2g}); export it with {OTHER_FORMATS}"
-        )
+    what = f"transformers' {type(stock).__name__}"
+    fix = f"export it with {OTHER_FORMATS}"
+    check_same_logits(model, lambda batch: stock(**batch).logits, what, settings, tokenizer, fix)
     stock.save_pretrained(folder)
     if not settings.template:
         return []
@@ -79,28 +69,3 @@ def write_stock_model(
         f"the run puts each text into its --template{chat}, which a transformers checkpoint cannot carry:"
         " format inputs as the model card shows before classifying them"
     ]
-
-
-def _probe_ids(config: TrainConfig, tokenizer) -> list[list[int]]:
-    """Short inputs of several lengths, encoded as the run encodes them."""
-    if config.task == "token":
-        return [tokenizer(text)["input_ids"] for text in PROBE_TEXTS]
-    examples = [SequenceExample(text, text if config.text_pair else None) for text in PROBE_TEXTS]
-    features = Encoder.for_config(tokenizer, config).encode_sequences(examples, None, "the export's probe")
-    return [feature["input_ids"] for feature in features]
-
-
-@torch.no_grad()
-def _largest_difference(
-    model: LabelSupervisedModel, stock: PreTrainedModel, ids: list[list[int]], pad_token_id: int
-) -> float:
-    """The largest difference between the two models' logits at real positions, padded left and right."""
-    largest = 0.0
-    for side in ("left", "right"):
-        batch = Collator(pad_token_id, side)([{"input_ids": row} for row in ids])
-        ours, theirs = model(**batch)["logits"], stock(**batch).logits
-        if model.task == "token":
-            real = batch["attention_mask"].bool()
-            ours, theirs = ours[real], theirs[real]
-        largest = max(largest, float((ours - theirs).abs().max()))
-    return largest

@@ -1,0 +1,78 @@
+"""lsllm's model as an ONNX graph run by onnxruntime on the CPU: token ids and attention mask -> logits,
+as the torch model computes them in prediction, for batches of any size and length.
+
+The graph is written by `lsllm export --format onnx` (export/onnx_graph.py); onnxruntime, onnx and
+onnxscript are the optional extra `lsllm[onnx]`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from lsllm.errors import LsllmError
+
+INPUTS = ("input_ids", "attention_mask")
+OUTPUT = "logits"
+HEAD_WEIGHT = "model.head.weight"  # the head's weight in the exported graph: (labels, hidden size)
+
+
+def require(*packages: str) -> None:
+    """One line naming the install when a package of the [onnx] extra is missing."""
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if missing:
+        raise LsllmError(
+            f"ONNX needs {' and '.join(missing)}, which a plain install leaves out; install them with:"
+            " pip install 'lsllm[onnx]'"
+        )
+
+
+class OnnxModel:
+    """An exported graph in an onnxruntime session; called like lsllm's torch model in prediction."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, path: Path) -> None:
+        require("onnxruntime")
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # errors only: its warnings would break one-line output
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: object) -> dict:
+        feed = {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.cpu().numpy()}
+        (logits,) = self.session.run([OUTPUT], feed)
+        return {"logits": torch.from_numpy(logits)}
+
+
+def quantize_to_int8(source: Path, target: Path) -> None:
+    """Write `source`'s graph to `target` with int8 weights (one scale per output channel) in its matrix
+    products, activations quantised per call (onnxruntime's dynamic quantisation), except those that read
+    the MLP's wide intermediate activations, whose outliers cost accuracy, as lsllm's torch int8 leaves
+    them (modeling/precision.py); the head stays fp32 too."""
+    require("onnx", "onnxruntime")
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    shapes = {weight.name: list(weight.dims) for weight in graph.initializer}
+    hidden = shapes[HEAD_WEIGHT][1]
+    wide = [
+        node.name
+        for node in graph.node
+        if node.op_type == "MatMul"
+        and len(shapes.get(node.input[1], [])) == 2
+        and shapes[node.input[1]][0] > hidden
+    ]
+    quantize_dynamic(
+        str(source),
+        str(target),
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=wide,
+        use_external_data_format=True,
+    )
