@@ -7,7 +7,6 @@ a ratio to torch fp32, measured in the same bench.perf run on the same inputs.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from bench.common import DASH, markdown_table, number
@@ -24,25 +23,23 @@ REFERENCE = "torch-fp32"
 TASK = "sst2"
 
 
-def onnx_folder(run: Path, precision: str) -> Path:
-    return run.parent / f"{run.name}__onnx-{precision}"
+def onnx_folder(run: Path) -> Path:
+    return run.parent / f"{run.name}__onnx"
 
 
 def export_onnx(run: Path) -> None:
-    """The run's ONNX export, and a copy of it whose graph has onnxruntime's int8 weights."""
-    from lsllm.artifacts import ONNX_MODEL
+    """The run's ONNX export with its int8 graph, as `lsllm export --format onnx --int8` writes it."""
     from lsllm.export import export_run
-    from lsllm.modeling.onnx_model import quantize_to_int8
 
-    fp32, int8 = onnx_folder(run, "fp32"), onnx_folder(run, "int8")
-    export_run(run, fp32, format="onnx")
-    shutil.rmtree(int8, ignore_errors=True)
-    shutil.copytree(fp32, int8, ignore=shutil.ignore_patterns(f"{ONNX_MODEL}*"))
-    quantize_to_int8(fp32 / ONNX_MODEL, int8 / ONNX_MODEL)
+    export_run(run, onnx_folder(run), format="onnx", int8=True)
 
 
-def model_bytes(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.glob("model.onnx*"))
+def model_megabytes(run: Path, precision: str) -> float:
+    """The size of the graph a system runs, with its weights."""
+    from lsllm.artifacts import ONNX_INT8_MODEL, ONNX_MODEL
+
+    name = ONNX_INT8_MODEL if precision == "int8" else ONNX_MODEL
+    return sum(path.stat().st_size for path in onnx_folder(run).glob(f"{name}*")) / 2**20
 
 
 def measure(run: Path, system: str, texts: list[str], batch_sizes: list[int], latency) -> dict:
@@ -51,10 +48,7 @@ def measure(run: Path, system: str, texts: list[str], batch_sizes: list[int], la
     from lsllm.modeling.precision import resolve_precision
 
     runtime, precision = RUNTIME_SYSTEMS[system]
-    if runtime == "onnx":
-        classifier = load(onnx_folder(run, precision))
-    else:
-        classifier = load(run, device="cpu", precision=precision)
+    classifier = load(onnx_folder(run) if runtime == "onnx" else run, "cpu", precision, runtime)
 
     def call(chunk: list, batch_size: int) -> list:
         return classifier.predict(chunk, batch_size=batch_size)
@@ -70,7 +64,7 @@ def measure(run: Path, system: str, texts: list[str], batch_sizes: list[int], la
         "examples": len(texts),
         "batches": batches,
         "probs": [list(row["probs"].values()) for row in predictions],
-        "model_mb": model_bytes(onnx_folder(run, precision)) / 2**20 if runtime == "onnx" else None,
+        "model_mb": model_megabytes(run, precision) if runtime == "onnx" else None,
     }
 
 

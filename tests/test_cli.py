@@ -405,3 +405,28 @@ def test_export_as_transformers_or_a_one_line_refusal(cli_runs, tmp_path, in_pro
     )
     message = one_line_error(refused)
     assert "--pooling mean" in message and "--format lsllm" in message
+
+
+def test_onnx_export_predicts_and_evaluates_like_the_run(cli_runs, tmp_path, in_process):
+    pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
+    root, _, tok = cli_runs
+    run, folder = root / "tok-run", tmp_path / "onnx"
+    result = in_process("export", str(run), "--output", str(folder), "--format", "onnx", "--int8")
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"merged onnx export written to {folder}" in result.stdout and "note: the int8 graph" in result.stdout
+    )
+    predicted = [
+        in_process("predict", str(path), "John Smith visited Paris", *FP32) for path in (run, folder)
+    ]
+    rows = [json.loads(p.stdout.strip().splitlines()[-1]) for p in predicted]
+    assert rows[1]["tags"] == rows[0]["tags"] and rows[1]["scores"] == pytest.approx(rows[0]["scores"])
+    int8 = in_process("predict", str(folder), "John Smith visited Paris", "--precision", "int8")
+    assert int8.returncode == 0, int8.stderr
+    metrics = [tmp_path / "run.json", tmp_path / "onnx.json"]
+    for path, output in zip((run, folder), metrics, strict=True):
+        evaluated = in_process("eval", str(path), "--data", str(tok["dev"]), "--output", str(output), *FP32)
+        assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(metrics[1].read_text()) == json.loads(metrics[0].read_text())
+    wrong = in_process("export", str(run), "--output", str(tmp_path / "x"), "--int8")
+    assert "--int8 adds an int8 graph to an ONNX export" in one_line_error(wrong)

@@ -39,6 +39,7 @@ HF_CONFIG = "config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json")  # one file, or shards and their index
 ONNX_MODEL = "model.onnx"  # its weights beside it, in model.onnx.data
+ONNX_INT8_MODEL = "model.int8.onnx"  # with int8 weights (lsllm export --int8), in model.int8.onnx.data
 LOCATE = "pass the --output folder of 'lsllm train' or 'lsllm export'"
 
 
@@ -120,8 +121,8 @@ class TrainedFolder:
         """What runs this folder's model unless asked otherwise: torch, or onnxruntime for an ONNX export."""
         return "torch"
 
-    def load_onnx(self) -> OnnxModel:
-        """The model as an onnxruntime session: only an ONNX export has one."""
+    def load_onnx(self, int8: bool = False) -> OnnxModel:
+        """The model as an onnxruntime session, its int8 graph if asked: only an ONNX export has one."""
         raise LsllmError(
             f"--runtime onnx runs an ONNX export, and {self.path} is not one; write one with"
             " 'lsllm export RUN --format onnx --output DIR'"
@@ -264,17 +265,22 @@ class ExportFolder(TrainedFolder):
     def runtime(self) -> str:
         return "onnx" if self.format == "onnx" else "torch"
 
-    def load_onnx(self) -> OnnxModel:
+    def load_onnx(self, int8: bool = False) -> OnnxModel:
         if self.format != "onnx":
-            return super().load_onnx()
+            return super().load_onnx(int8)
+        path = self.path / (ONNX_INT8_MODEL if int8 else ONNX_MODEL)
+        if not path.exists():
+            raise LsllmError(
+                f"{self.path} has no int8 graph ({ONNX_INT8_MODEL}); export the run again with"
+                " 'lsllm export RUN --format onnx --int8', or leave out --precision int8"
+            )
         try:
-            return OnnxModel(self.path / ONNX_MODEL)
+            return OnnxModel(path)
         except LsllmError:
             raise
         except Exception as error:  # onnxruntime's own error types; all mean the graph cannot be run
             raise LsllmError(
-                f"cannot load {self.path / ONNX_MODEL} ({first_line(error)}); the export is corrupt,"
-                f" {self.repair}"
+                f"cannot load {path} ({first_line(error)}); the export is corrupt, {self.repair}"
             ) from None
 
     def load_model(self, config: TrainConfig, labels: LabelMap) -> LabelSupervisedModel:

@@ -70,7 +70,8 @@ class Classifier:
         `precision` as for training: "auto" runs the backbone in bf16 where the device has native bf16
         (the head stays fp32), "fp32" or "bf16" force it; "int8" quantises its linear layers (CPU only).
         `decision` replaces the folder's own rule (training uses it before the thresholds are tuned).
-        `runtime`: "torch", or "onnx" (onnxruntime, CPU, for an ONNX export); by default the folder's.
+        `runtime`: "torch", or "onnx" (onnxruntime, CPU, for an ONNX export: fp32 for "auto", or the export's
+        int8 graph); by default the folder's.
         """
         run = open_trained(run_dir)
         runtime = runtime or run.runtime
@@ -79,10 +80,10 @@ class Classifier:
         device = (
             torch.device(device) if device else (OnnxModel.device if runtime == "onnx" else default_device())
         )
-        if runtime == "onnx" and (device.type != "cpu" or precision not in ("auto", "fp32")):
+        if runtime == "onnx" and (device.type != "cpu" or precision == "bf16"):
             raise LsllmError(
-                f"--runtime onnx runs the exported fp32 graph on the CPU, not {precision} on {device};"
-                " leave out --precision and the device, or use --runtime torch"
+                f"--runtime onnx runs the exported graph on the CPU in fp32 or int8, not {precision} on"
+                f" {device}; choose one of those, or --runtime torch"
             )
         if precision == "int8" and device.type != "cpu":
             raise LsllmError(f"--precision int8 runs on a CPU only, not {device}; on a GPU use bf16")
@@ -92,7 +93,7 @@ class Classifier:
         data = TaskData(config, labels, Encoder.for_config(tokenizer, config))
         decision = decision or run.load_decision(labels)
         if runtime == "onnx":
-            return cls(run.load_onnx(), tokenizer, data, decision)
+            return cls(run.load_onnx(int8=precision == "int8"), tokenizer, data, decision)
         classifier = cls(run.load_model(config, labels).to(device), tokenizer, data, decision)
         if precision == "int8":
             quantize_to_int8(classifier.model.backbone)

@@ -82,7 +82,7 @@ def exported(tiny_model, tmp_path_factory) -> dict:
         torch_model = lsllm.load(run, device="cpu", precision="fp32")
         made[name] = {
             "run": run,
-            "export": export_run(run, root / f"{name}-onnx", format="onnx"),
+            "export": export_run(run, root / f"{name}-onnx", format="onnx", int8=name == "sequence-last"),
             "torch": torch_model,
             "logits": torch_model.logits(features_of(torch_model, TEXTS), batch_size=1),
         }
@@ -171,14 +171,45 @@ def test_the_folder_and_its_card_say_how_to_run_it(exported):
     )
 
 
+def test_the_int8_graph_quantizes_the_narrow_matrix_products_and_predicts_close_to_fp32(exported):
+    import onnx
+
+    made = exported["sequence-last"]
+    assert (
+        len(made["export"].notes) == 1
+        and "int8 graph moved probabilities by up to" in made["export"].notes[0]
+    )
+    graph = onnx.load(str(made["export"].path / "model.int8.onnx")).graph
+    weights = {weight.name: list(weight.dims) for weight in graph.initializer}
+    kinds = [node.op_type for node in graph.node]
+    # 2 layers x (q, k, v, o, gate, up) in int8; the down projections (input 64 wide, hidden 32) stay fp32
+    assert kinds.count("MatMulInteger") == 12
+    wide = [
+        node for node in graph.node if node.op_type == "MatMul" and weights.get(node.input[1], [0])[0] == 64
+    ]
+    assert len(wide) == 2
+    head = [node.op_type for node in graph.node if any(x.startswith("model.head.") for x in node.input)]
+    assert head and set(head) <= {"Gemm", "MatMul"}  # the head in fp32
+    classifier = lsllm.load(made["export"].path, precision="int8")
+    assert classifier.model.session._model_path.endswith("model.int8.onnx")
+    got = classifier.logits(features_of(classifier, TEXTS))
+    for ours, theirs in zip(got, made["logits"], strict=True):
+        assert (ours.softmax(-1) - theirs.softmax(-1)).abs().max() < 0.05
+    assert not torch.equal(torch.stack(got), torch.stack(made["logits"]))  # it is another graph
+
+
 def test_runtime_mistakes_are_one_line_errors_naming_the_fix(exported):
     made = exported["sequence-last"]
     with pytest.raises(lsllm.LsllmError, match="is not one; write one with 'lsllm export RUN --format onnx"):
         lsllm.load(made["run"], runtime="onnx")
     with pytest.raises(lsllm.LsllmError, match="is an ONNX export, which onnxruntime runs"):
         lsllm.load(made["export"].path, runtime="torch")
-    with pytest.raises(lsllm.LsllmError, match="runs the exported fp32 graph on the CPU, not bf16"):
+    with pytest.raises(lsllm.LsllmError, match="in fp32 or int8, not bf16"):
         lsllm.load(made["export"].path, precision="bf16")
+    with pytest.raises(lsllm.LsllmError, match=r"has no int8 graph.*--format onnx --int8"):
+        lsllm.load(exported["sequence-mean"]["export"].path, precision="int8")
+    with pytest.raises(lsllm.LsllmError, match="use it with --format onnx"):
+        export_run(made["run"], made["run"].parent / "unused", int8=True)
 
 
 def test_a_damaged_graph_names_the_fix(exported, tmp_path):

@@ -52,12 +52,15 @@ class Exported:
 
 
 def export_run(
-    run_dir: str | Path, output: str | Path, merge: bool = False, format: str = "lsllm"
+    run_dir: str | Path, output: str | Path, merge: bool = False, format: str = "lsllm", int8: bool = False
 ) -> Exported:
     """Write the run at `run_dir` to `output` in `format`; `merge` folds LoRA in (the lsllm format keeps it
-    apart unless asked; the others always fold it in). The folder appears when complete."""
+    apart unless asked; the others always fold it in); `int8` adds an int8 graph to an ONNX export. The
+    folder appears when complete."""
     if format not in EXPORT_FORMATS:
         raise LsllmError(f"unknown export format {format!r}; use one of: {', '.join(EXPORT_FORMATS)}")
+    if int8 and format != "onnx":
+        raise LsllmError("--int8 adds an int8 graph to an ONNX export; use it with --format onnx")
     run, output = open_trained(run_dir), Path(output)
     if isinstance(run, ExportFolder):
         raise LsllmError(f"{run.path} is an export already; pass the run folder written by 'lsllm train'")
@@ -80,7 +83,7 @@ def export_run(
         elif format == "transformers":
             notes = write_stock_model(trained.merge_and_unload(), settings, names, tokenizer, staging)
         else:
-            notes = write_onnx_model(trained.merge_and_unload(), settings, tokenizer, staging)
+            notes = write_onnx_model(trained.merge_and_unload(), settings, tokenizer, staging, int8)
         tokenizer.save_pretrained(staging)
         for name in (CONFIG, LABELS, THRESHOLDS) if labels.shape == "multi" else (CONFIG, LABELS):
             shutil.copy(run.path / name, staging / name)

@@ -3,7 +3,7 @@ lengths, padded left and right, or no export at all."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -29,12 +29,10 @@ def probe_ids(config: TrainConfig, tokenizer) -> list[list[int]]:
 
 
 @torch.no_grad()
-def check_same_logits(
-    model: LabelSupervisedModel, exported: Logits, what: str, config: TrainConfig, tokenizer, fix: str
-) -> None:
-    """Refuse, naming `what` and the `fix`, unless `exported` gives `model`'s logits at every real position
-    of the probe inputs, padded left and right."""
-    largest = 0.0
+def _both(
+    model: LabelSupervisedModel, exported: Logits, config: TrainConfig, tokenizer
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The run's and the export's logits at every real position of the probe inputs, padded each way."""
     for side in ("left", "right"):
         batch = Collator(tokenizer.pad_token_id, side)(
             [{"input_ids": ids} for ids in probe_ids(config, tokenizer)]
@@ -43,8 +41,21 @@ def check_same_logits(
         if model.task == "token":
             real = batch["attention_mask"].bool()
             ours, theirs = ours[real], theirs[real]
-        largest = max(largest, float((ours - theirs).abs().max()))
+        yield ours, theirs
+
+
+def check_same_logits(
+    model: LabelSupervisedModel, exported: Logits, what: str, config: TrainConfig, tokenizer, fix: str
+) -> None:
+    """Refuse, naming `what` and the `fix`, unless `exported` gives `model`'s logits on the probe inputs."""
+    largest = max(float((a - b).abs().max()) for a, b in _both(model, exported, config, tokenizer))
     if largest > TOLERANCE:
         raise LsllmError(
             f"{what} does not compute this run's logits (they differ by up to {largest:.2g}); {fix}"
         )
+
+
+def largest_change(model: LabelSupervisedModel, exported: Logits, config: TrainConfig, tokenizer) -> float:
+    """How far `exported` moves any of the run's probabilities on the probe inputs (for a lossy export)."""
+    pairs = _both(model, exported, config, tokenizer)
+    return max(float((a.softmax(-1) - b.softmax(-1)).abs().max()) for a, b in pairs)

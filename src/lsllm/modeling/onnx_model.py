@@ -16,7 +16,6 @@ from lsllm.errors import LsllmError
 
 INPUTS = ("input_ids", "attention_mask")
 OUTPUT = "logits"
-HEAD_WEIGHT = "model.head.weight"  # the head's weight in the exported graph: (labels, hidden size)
 
 
 def require(*packages: str) -> None:
@@ -48,31 +47,34 @@ class OnnxModel:
         return {"logits": torch.from_numpy(logits)}
 
 
-def quantize_to_int8(source: Path, target: Path) -> None:
-    """Write `source`'s graph to `target` with int8 weights (one scale per output channel) in its matrix
-    products, activations quantised per call (onnxruntime's dynamic quantisation), except those that read
-    the MLP's wide intermediate activations, whose outliers cost accuracy, as lsllm's torch int8 leaves
-    them (modeling/precision.py); the head stays fp32 too."""
+def quantize_to_int8(source: Path, target: Path, hidden_size: int) -> None:
+    """Write `source`'s graph to `target` with int8 weights (one scale per output channel) in the products
+    with the decoder's linear layers, activations quantised per call (onnxruntime's dynamic quantisation),
+    except the layers that read the MLP's wide intermediate activations (input wider than `hidden_size`),
+    whose outliers cost accuracy, as lsllm's torch int8 leaves them (modeling/precision.py). Attention's
+    own products and the head (the graph's last product with a weight) stay fp32."""
     require("onnx", "onnxruntime")
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(source), load_external_data=False).graph
     shapes = {weight.name: list(weight.dims) for weight in graph.initializer}
-    hidden = shapes[HEAD_WEIGHT][1]
-    wide = [
-        node.name
+    weighted = [  # in the graph's order, which is the order of computation
+        node
         for node in graph.node
-        if node.op_type == "MatMul"
-        and len(shapes.get(node.input[1], [])) == 2
-        and shapes[node.input[1]][0] > hidden
+        if node.op_type in ("MatMul", "Gemm") and len(shapes.get(node.input[1], [])) == 2
+    ]
+    narrow = [
+        node.name
+        for node in weighted[:-1]
+        if node.op_type == "MatMul" and shapes[node.input[1]][0] <= hidden_size
     ]
     quantize_dynamic(
         str(source),
         str(target),
         op_types_to_quantize=["MatMul"],
+        nodes_to_quantize=narrow,
         per_channel=True,
         weight_type=QuantType.QInt8,
-        nodes_to_exclude=wide,
         use_external_data_format=True,
     )
