@@ -81,7 +81,7 @@ def model_card(
             'model = lsllm.load("path/to/this/folder")',
             "```",
             "",
-            *USAGE[format](settings, pipeline),
+            *USAGE[format](settings, pipeline, kind_of_task),
             *_input_format(settings),
         ]
     )
@@ -92,7 +92,7 @@ def _auto_class(settings: TrainConfig) -> str:
     return f"AutoModelFor{kind}Classification"
 
 
-def _lsllm_usage(settings: TrainConfig, pipeline: str) -> list[str]:
+def _lsllm_usage(settings: TrainConfig, pipeline: str, kind: str) -> list[str]:
     auto = _auto_class(settings)
     return [
         "With plain transformers, once lsllm is imported (no `trust_remote_code` needed):",
@@ -108,7 +108,7 @@ def _lsllm_usage(settings: TrainConfig, pipeline: str) -> list[str]:
     ]
 
 
-def _transformers_usage(settings: TrainConfig, pipeline: str) -> list[str]:
+def _transformers_usage(settings: TrainConfig, pipeline: str, kind: str) -> list[str]:
     auto = _auto_class(settings)
     bidirectional = settings.attention == "bidirectional"
     attention = "bidirectional attention through `is_causal: false` in config.json" if bidirectional else ""
@@ -144,11 +144,20 @@ def _transformers_usage(settings: TrainConfig, pipeline: str) -> list[str]:
     ]
 
 
-def _onnx_usage(settings: TrainConfig, pipeline: str) -> list[str]:
-    if settings.task == "token":  # one row per token; lsllm trained each word's first token
-        show = "print([labels[i] for i in logits[0].argmax(-1)])"
-    else:
-        show = "print(labels[int(logits[0].argmax())])"
+# What the ONNX card's example does with the logits, per task and label shape (lsllm.decision).
+SHOW = {
+    "token": ["print([labels[i] for i in logits[0].argmax(-1)])  # per token: each word's first one counts"],
+    "single": ["print(labels[int(logits[0].argmax())])"],
+    "multi": [
+        'thresholds = json.load(open(f"{folder}/thresholds.json"))["thresholds"]',
+        "probs = 1 / (1 + np.exp(-logits[0]))",
+        "print([label for label, p in zip(labels, probs) if p >= thresholds[str(label)]])",
+    ],
+    "regression": ["print(float(logits[0, 0]))"],
+}
+
+
+def _onnx_usage(settings: TrainConfig, pipeline: str, kind: str) -> list[str]:
     return [
         "`lsllm predict/eval/serve` run it through onnxruntime (`--runtime onnx`, its default). With",
         "onnxruntime and the tokenizer alone (no torch, no lsllm: `pip install onnxruntime tokenizers`):",
@@ -168,7 +177,7 @@ def _onnx_usage(settings: TrainConfig, pipeline: str) -> list[str]:
         'ids = np.array([tokenizer.encode("a text to classify").ids])',
         'feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}',
         'logits = session.run(["logits"], feed)[0]',
-        show,
+        *SHOW[kind],
         "```",
         "",
         "Batches of any size and length: pad the token ids with the tokenizer's pad token on either side",

@@ -23,11 +23,13 @@ pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
 
 LONG = " ".join(["the film was good and the acting was great"] * 12)  # longer than any traced input
 TEXTS = ["the film was good", "a", "John Smith visited Paris and Berlin last week", LONG]
-# name: (task, attention, pooling, layer-wise unmasking); none of them fits transformers' stock classes
+# name: (task, attention, pooling, layer-wise unmasking, label shape)
 CASES = {
-    "sequence-mean": ("sequence", "bidirectional", "mean", None),
-    "sequence-last": ("sequence", "causal", "last", None),
-    "token-layerwise": ("token", "bidirectional", "last", "-1:"),
+    "sequence-mean": ("sequence", "bidirectional", "mean", None, "single"),
+    "sequence-last": ("sequence", "causal", "last", None, "single"),
+    "token-layerwise": ("token", "bidirectional", "last", "-1:", "single"),
+    "multi-label": ("sequence", "causal", "last", None, "multi"),
+    "regression": ("regression", "causal", "last", None, "single"),
 }
 
 # Runs in a fresh interpreter where neither torch nor lsllm can be imported.
@@ -67,7 +69,7 @@ print(json.dumps({"results": results, "loaded": loaded}))
 
 
 def features_of(classifier, texts: list[str]) -> list[dict]:
-    if classifier.task == "sequence":
+    if classifier.task != "token":
         return classifier.data.encode([SequenceExample(text) for text in texts], "texts", with_labels=False)
     return [{"input_ids": classifier.tokenizer(text)["input_ids"]} for text in texts]
 
@@ -77,8 +79,8 @@ def exported(tiny_model, tmp_path_factory) -> dict:
     """Per case: the run, its ONNX export, the run's torch model (fp32) and its logits per text."""
     root = tmp_path_factory.mktemp("onnx")
     made = {}
-    for name, (task, attention, pooling, layers) in CASES.items():
-        run = saved_run(tiny_model, root / name, task, attention, pooling, layers)
+    for name, (task, attention, pooling, layers, shape) in CASES.items():
+        run = saved_run(tiny_model, root / name, task, attention, pooling, layers, shape)
         torch_model = lsllm.load(run, device="cpu", precision="fp32")
         made[name] = {
             "run": run,
@@ -114,17 +116,24 @@ def test_onnx_logits_equal_torchs_for_any_batch_length_and_padding(exported, nam
 def test_onnx_predicts_and_evaluates_like_the_run(exported, name, tmp_path):
     made = exported[name]
     onnx = lsllm.load(made["export"].path, runtime="onnx")
-    got, expected = onnx.predict(TEXTS), made["torch"].predict(TEXTS)
-    if made["torch"].task == "sequence":
-        assert [p["label"] for p in got] == [p["label"] for p in expected]
-        assert [p["score"] for p in got] == pytest.approx([p["score"] for p in expected], abs=1e-5)
-        rows = [{"text": text, "label": p["label"]} for text, p in zip(TEXTS, expected, strict=True)]
-    else:
-        assert [p["tags"] for p in got] == [p["tags"] for p in expected]
+    expected = made["torch"].predict(TEXTS)
+    assert_same(onnx.predict(TEXTS), expected)
+    if made["torch"].task == "token":
         rows = [{"tokens": p["tokens"], "tags": p["tags"]} for p in expected]
+    elif "value" in expected[0]:
+        rows = [
+            {"text": text, "label": round(p["value"], 1)} for text, p in zip(TEXTS, expected, strict=True)
+        ]
+    elif "labels" in expected[0]:
+        rows = [
+            {"text": text, "label": [x["label"] for x in p["labels"]]}
+            for text, p in zip(TEXTS, expected, strict=True)
+        ]
+    else:
+        rows = [{"text": text, "label": p["label"]} for text, p in zip(TEXTS, expected, strict=True)]
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    assert onnx.evaluate(str(data)) == made["torch"].evaluate(str(data))
+    assert_same(onnx.evaluate(str(data)), made["torch"].evaluate(str(data)))  # numbers to 1e-5
 
 
 def test_serve_answers_with_the_onnx_runtime(exported):
