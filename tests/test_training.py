@@ -38,11 +38,16 @@ def losses(run_dir) -> list[float]:
 
 
 LARGER = {"train": 48, "dev": 16, "test": 16}
+# The tiny model learns the sentiment toy slowly and generalises noisily: on 16 test sentences its accuracy
+# ranged 0.56-0.85 over seeds (before and after the bias-free head), so the sequence run trains on twice
+# the sentences and is scored on 64, where chance is 0.5 with an sd of 0.06.
+SEQUENCE_SIZES = {"train": 96, "dev": 32, "test": 64}
+LEARNED = {"sequence_run": 0.7, "token_run": 0.8, "layerwise_token_run": 0.8}
 
 
 @pytest.fixture(scope="module")
 def sequence_run(tiny_models, tmp_path_factory):
-    files = write_splits(tmp_path_factory.mktemp("seq"), sentiment_rows, LARGER)
+    files = write_splits(tmp_path_factory.mktemp("seq"), sentiment_rows, SEQUENCE_SIZES)
     return train_run(
         tiny_models["qwen2"], files, "sequence", files["train"].parent / "run", pooling="mean"
     ), files
@@ -71,12 +76,13 @@ def layerwise_token_run(tiny_models, tmp_path_factory):
 def test_loss_falls_and_the_model_learns(run_name, request):
     result, _ = request.getfixturevalue(run_name)
     curve = losses(result.run_dir)
-    per_epoch = LARGER["train"] // FAST["batch_size"]  # steps; compare whole epochs, not noisy single steps
+    sizes = SEQUENCE_SIZES if run_name == "sequence_run" else LARGER
+    per_epoch = sizes["train"] // FAST["batch_size"]  # steps; compare whole epochs, not noisy single steps
     assert sum(curve[-per_epoch:]) < 0.6 * sum(curve[:per_epoch])
     headline = "accuracy" if run_name == "sequence_run" else "f1"
     if run_name == "layerwise_token_run":  # saved in the run, and so honoured wherever it is loaded
         assert lsllm.TrainConfig.from_yaml(result.run_dir / "config.yaml").bidirectional_layers == "-1:"
-    assert result.metrics["test"][headline] > 0.8
+    assert result.metrics["test"][headline] > LEARNED[run_name]
 
 
 def test_run_folder_holds_everything_needed_to_reload(sequence_run):
