@@ -3,9 +3,13 @@
     python -m bench.perf                              # SmolLM2-135M, all parts (est. 15-20 min, 2 cores)
     python -m bench.perf --only predict               # one part: train, predict, flops and/or runtime
     python -m bench.perf --random-config llama-8b     # GPU: a Llama-style model with random weights
+    bash bench/gpu.sh                                 # GPU: 1B, 3B and 8B, with and without 4-bit, DDP
 
 Training: lsllm.train against AutoModelFor*Classification + peft LoRA + Trainer (default settings), SST-2
-and CoNLL-2003, causal and bidirectional, timed by the Trainer's own train_runtime. Prediction:
+and CoNLL-2003, causal and bidirectional, timed by the Trainer's own train_runtime; both load the backbone
+in the number format they train in, and with --quantize 4bit both load it as QLoRA does (NF4, double
+quantisation, bf16 compute; the baseline through peft's prepare_model_for_kbit_training). --ddp N adds
+lsllm on N GPUs under torchrun. Prediction:
 lsllm.load(run).predict against transformers.pipeline, at batch 1 and 64. FLOPs: counted from the
 model's shapes (bench/flops.py) against the measured torch.matmul peak. Runtime: lsllm's torch model in
 fp32, int8 and auto against its ONNX export in onnxruntime, fp32 and int8 (bench/runtimes.py), SST-2
@@ -54,6 +58,7 @@ from bench.runtimes import RUNTIME_SYSTEMS, export_onnx
 from bench.runtimes import TASK as RUNTIME_TASK
 from bench.runtimes import measure as measure_runtime
 from lsllm.atomic import write_json_atomic
+from lsllm.config import QUANTIZATIONS
 
 TASK_ORDER = ("sst2", "conll2003")
 MODES = ("causal", "bidirectional")
@@ -112,6 +117,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--predict-examples", type=int, default=256, help="inputs predicted per batch size")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64], help="prediction batch sizes")
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="measure only these")
+    parser.add_argument("--tasks", nargs="+", choices=TASK_ORDER, default=list(TASK_ORDER), help="tasks")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="attention modes")
+    parser.add_argument(
+        "--quantize",
+        nargs="+",
+        choices=QUANTIZATIONS,
+        default=["none"],
+        help="train both systems with each of these backbones (4bit/8bit: CUDA and bitsandbytes)",
+    )
+    parser.add_argument(
+        "--ddp",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also train lsllm on N GPUs (torchrun, DDP; first task, mode and --quantize)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for subsamples, initialisation, data order")
     parser.add_argument("--results", type=Path, default=RESULTS / "perf", help="where outputs go")
     parser.add_argument("--work", type=Path, default=SCRATCH / "perf", help="scratch space")
@@ -221,8 +242,9 @@ def precision() -> str:
     return resolve_precision("auto")
 
 
-def baseline_model(kind: str, labels: list[str], path: str, mode: str):
-    """AutoModelFor*Classification in fp32 (as lsllm loads its backbone), in the attention mode asked.
+def baseline_model(kind: str, labels: list[str], path: str, mode: str, dtype=None, quantize: str = "none"):
+    """AutoModelFor*Classification in `dtype` (default fp32), or quantised as QLoRA loads it (`quantize`,
+    with the same bitsandbytes settings as lsllm's), in the attention mode asked.
 
     transformers 5 honours `config.is_causal = False`; lsllm's probe proves the switch took effect.
     """
@@ -233,6 +255,7 @@ def baseline_model(kind: str, labels: list[str], path: str, mode: str):
         AutoTokenizer,
     )
 
+    from lsllm.modeling import quantization
     from lsllm.modeling.attention import check_attention
 
     notes = []
@@ -241,14 +264,20 @@ def baseline_model(kind: str, labels: list[str], path: str, mode: str):
         tokenizer.pad_token = tokenizer.eos_token
         notes.append("the baseline's tokenizer had no pad token; it pads with eos")
     auto = AutoModelForSequenceClassification if kind == "sequence" else AutoModelForTokenClassification
+    loading = quantization.loading_options(quantize, torch.device("cuda", 0)) if quantize != "none" else {}
     model = auto.from_pretrained(
         path,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
         pad_token_id=tokenizer.pad_token_id,
-        dtype=torch.float32,
+        dtype=torch.bfloat16 if loading else (dtype or torch.float32),
+        **loading,
     )
+    if loading:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     model.config.is_causal = mode == "causal"
     check_attention(model.base_model, mode, model.config.vocab_size)
     return tokenizer, model, notes
@@ -257,26 +286,35 @@ def baseline_model(kind: str, labels: list[str], path: str, mode: str):
 # --- training ----------------------------------------------------------------------------------------
 
 
-def train_lsllm(task: Task, mode: str, paths, labels, path: str, settings: Settings, work: Path) -> dict:
+def train_lsllm(
+    task: Task, mode: str, paths, labels, path: str, settings: Settings, work: Path, quantize: str
+) -> dict:
     from bench.recipe import lsllm_config
     from lsllm import train
     from lsllm.artifacts import TRAINING_LOG
+
+    config = lsllm_config(path, task, paths, labels, settings, work / "run", mode, POOLING[mode])
+    train(replace(config, quantize=quantize))
+    return {"history": read_jsonl(work / "run" / TRAINING_LOG), "lengths": lsllm_lengths(config), "notes": []}
+
+
+def lsllm_lengths(config) -> list[int]:
+    """Real tokens of each training example, as lsllm encodes them."""
     from lsllm.data.encoding import Encoder
     from lsllm.data.task import TaskData, label_map_for
     from lsllm.modeling.backbone import load_tokenizer
 
-    config = lsllm_config(path, task, paths, labels, settings, work / "run", mode, POOLING[mode])
-    train(config)
-    data = TaskData(config, label_map_for(config, []), Encoder(load_tokenizer(path), config.max_length))
-    features = data.encode(data.read(config.train), config.train, with_labels=False)
-    return {
-        "history": read_jsonl(work / "run" / TRAINING_LOG),
-        "lengths": [len(feature["input_ids"]) for feature in features],
-        "notes": [],
-    }
+    tokenizer = load_tokenizer(config.model)
+    data = TaskData(config, label_map_for(config, []), Encoder(tokenizer, config.max_length))
+    return [
+        len(f["input_ids"]) for f in data.encode(data.read(config.train), config.train, with_labels=False)
+    ]
 
 
-def train_baseline(task: Task, mode: str, paths, labels, path: str, settings: Settings, work: Path) -> dict:
+def train_baseline(
+    task: Task, mode: str, paths, labels, path: str, settings: Settings, work: Path, quantize: str
+) -> dict:
+    import torch
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer
 
     from bench.hf_baseline import encode
@@ -284,7 +322,9 @@ def train_baseline(task: Task, mode: str, paths, labels, path: str, settings: Se
     from lsllm.metrics import selection_metric
     from lsllm.training import trainer_metrics
 
-    tokenizer, model, notes = baseline_model(task.kind, labels, path, mode)
+    bf16 = precision() == "bf16"  # what lsllm's precision 'auto' picks: fp32 on CPUs without bf16 units
+    dtype = torch.bfloat16 if bf16 else torch.float32  # loaded in the format it trains in, as lsllm is
+    tokenizer, model, notes = baseline_model(task.kind, labels, path, mode, dtype, quantize)
     model = with_lora(model, settings, "SEQ_CLS" if task.kind == "sequence" else "TOKEN_CLS")
     label_ids = {name: i for i, name in enumerate(labels)}
     encoded = {
@@ -292,7 +332,6 @@ def train_baseline(task: Task, mode: str, paths, labels, path: str, settings: Se
         for split in ("train", "selection")
     }
     collator = DataCollatorWithPadding if task.kind == "sequence" else DataCollatorForTokenClassification
-    bf16 = precision() == "bf16"  # what lsllm's precision 'auto' picks: fp32 on CPUs without bf16 units
     trainer = Trainer(
         model=model,
         args=training_arguments(
@@ -316,18 +355,60 @@ def train_baseline(task: Task, mode: str, paths, labels, path: str, settings: Se
     }
 
 
-def measure_training(args: argparse.Namespace, name: str, mode: str, system: str) -> dict:
+def measure_training(
+    args: argparse.Namespace, name: str, mode: str, system: str, quantize: str = "none"
+) -> dict:
     task = perf_task(args, name)
     paths = task_paths(args, task)
     labels = task_labels(task, paths)
     settings = Settings(seed=args.seed)
     path = model_path(args)
-    work = args.work / "runs" / f"train__{name}__{mode}__{system}"
+    work = args.work / "runs" / f"train__{name}__{mode}__{system}__{quantize}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     run = train_lsllm if system == "lsllm" else train_baseline
-    result = run(task, mode, paths, labels, path, settings, work)
+    result = run(task, mode, paths, labels, path, settings, work, quantize)
     shutil.rmtree(work, ignore_errors=True)
+    return training_record(task, name, mode, system, quantize, path, settings, result)
+
+
+def measure_ddp(args: argparse.Namespace, name: str, mode: str, quantize: str, gpus: str) -> dict:
+    """lsllm on `gpus` GPUs as a user launches it, torchrun -m lsllm train (DDP): each process takes the
+    benchmark's batch, so a step trains `gpus` times as many examples."""
+    from bench.recipe import lsllm_config
+    from lsllm.artifacts import TRAINING_LOG
+
+    task = perf_task(args, name)
+    paths = task_paths(args, task)
+    settings = Settings(seed=args.seed)
+    path = model_path(args)
+    work = args.work / "runs" / f"ddp__{name}__{mode}__{quantize}__{gpus}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    config = lsllm_config(
+        path, task, paths, task_labels(task, paths), settings, work / "run", mode, POOLING[mode]
+    )
+    config = replace(config, quantize=quantize)
+    config.save(work / "run.yaml")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", gpus]
+    subprocess.run([*launcher, "-m", "lsllm", "train", "--config", str(work / "run.yaml")], check=True)
+    result = {
+        "history": read_jsonl(work / "run" / TRAINING_LOG),
+        "lengths": lsllm_lengths(config),
+        "notes": [],
+    }
+    shutil.rmtree(work, ignore_errors=True)
+    record = training_record(task, name, mode, "lsllm", quantize, path, settings, result)
+    return {**record, "part": "ddp", "gpus": int(gpus)}
+
+
+def training_record(
+    task: Task, name: str, mode: str, system: str, quantize: str, path: str, settings: Settings, result: dict
+) -> dict:
+    """What a training run measured: throughput over real tokens, FLOPs counted from the shapes, and the
+    backbone's weights for MFU."""
+    from lsllm.modeling.memory import ModelShape
+
     history = result["history"]
     final = next(record for record in reversed(history) if "train_runtime" in record)
     runtime = final["train_runtime"]
@@ -341,6 +422,8 @@ def measure_training(args: argparse.Namespace, name: str, mode: str, system: str
         "pooling": (POOLING[mode] if system == "lsllm" else "last") if task.kind == "sequence" else None,
         "system": system,
         "precision": precision(),
+        "quantize": quantize,
+        "params": ModelShape.from_pretrained(path).weights,
         "examples": len(lengths),
         "dev_examples": task.budget.selection_examples,
         "epochs": EPOCHS,
@@ -508,10 +591,18 @@ def jobs(args: argparse.Namespace) -> list[list[str]]:
     if "flops" in args.only:
         todo.append(["peak"])
     if "train" in args.only:
-        todo += [["train", t, m, s] for t in TASK_ORDER for m in MODES for s in SYSTEMS]
+        todo += [
+            ["train", t, m, s, q]
+            for t in args.tasks
+            for m in args.modes
+            for q in args.quantize
+            for s in SYSTEMS
+        ]
+        if args.ddp > 1:
+            todo.append(["ddp", args.tasks[0], args.modes[0], args.quantize[0], str(args.ddp)])
     if "predict" in args.only:
         systems = SYSTEMS if args.random_config else (*SYSTEMS, INT8)  # random configs are for a GPU
-        todo += [["predict", t, s] for t in TASK_ORDER for s in systems]
+        todo += [["predict", t, s] for t in args.tasks for s in systems]
     if "runtime" in args.only and not args.random_config:  # onnxruntime here runs on the CPU
         todo += [["runtime", RUNTIME_TASK, s] for s in RUNTIME_SYSTEMS]
     return todo
@@ -526,7 +617,7 @@ def run_job(args: argparse.Namespace, job: list[str]) -> dict:
         if args.random_config:
             build_random_model(args, Path(model_path(args)))
         if "predict" in args.only:
-            for name in TASK_ORDER:
+            for name in args.tasks:
                 make_run(args, name)
         if "runtime" in args.only and not args.random_config:
             make_run(args, RUNTIME_TASK)
@@ -539,6 +630,8 @@ def run_job(args: argparse.Namespace, job: list[str]) -> dict:
     elif kind == "runtime":
         texts = [row["text"] for row in predict_rows(args, task_paths(args, perf_task(args, RUNTIME_TASK)))]
         record = measure_runtime(predict_run(args, RUNTIME_TASK), rest[1], texts, args.batch_sizes, latency)
+    elif kind == "ddp":
+        record = measure_ddp(args, *rest)
     else:
         record = measure_prediction(args, *rest)
     return {

@@ -36,15 +36,26 @@ class Ratio:
         return {**asdict(self), "ratio": self.ratio}
 
 
+# Dense bf16 peaks from the datasheets (FLOP/s), for MFU; other GPUs are measured against torch.matmul.
+DATASHEET_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}
+# LoRA training FLOPs per token, as NeMo counts them: 4 x the backbone's weights (forward 2N, backward
+# through the frozen weights 2N; the adapters' own work is small).
+LORA_FLOPS_PER_WEIGHT = 4
+
+
 def _find(records: list[dict], **keys) -> dict | None:
     return next((r for r in records if all(r.get(k) == v for k, v in keys.items())), None)
+
+
+def _backbone(quantize: str | None) -> str:
+    return "" if quantize in (None, "none") else f" {quantize}"
 
 
 def _pairs(
     records: list[dict], part: str, *fields: str, variant: str = "lsllm"
 ) -> list[tuple[tuple, dict, dict]]:
     """(key, `variant` record, baseline record) for every key both systems have, in run order."""
-    keys = list(dict.fromkeys(tuple(r[f] for f in fields) for r in records if r["part"] == part))
+    keys = list(dict.fromkeys(tuple(r.get(f) for f in fields) for r in records if r["part"] == part))
     found = []
     for key in keys:
         where = dict(zip(fields, key, strict=True))
@@ -63,8 +74,8 @@ def _batch(record: dict, size: int) -> dict:
 
 def ratios(records: list[dict]) -> list[Ratio]:
     rows = []
-    for (task, mode), ours, theirs in _pairs(records, "train", "task", "mode"):
-        name = f"train {TASK_NAMES.get(task, task)} {mode}"
+    for (task, mode, quantize), ours, theirs in _pairs(records, "train", "task", "mode", "quantize"):
+        name = f"train {TASK_NAMES.get(task, task)} {mode}{_backbone(quantize)}"
         rows.append(
             Ratio(
                 f"{name}: real tokens/s",
@@ -120,13 +131,34 @@ def _share(flops: float, seconds: float, peaks: dict[str, float], dtype: str) ->
     return achieved, (achieved / peaks[dtype] if dtype in peaks else None)
 
 
+def mfu_peak(records: list[dict]) -> tuple[float | None, str]:
+    """The peak MFU is taken against: the GPU's datasheet where known, else the measured bf16 matmul."""
+    gpu = next((r["hardware"].get("gpu") for r in records if r.get("hardware", {}).get("gpu")), None)
+    if gpu is None:
+        return None, ""
+    known = next((peak for name, peak in DATASHEET_BF16.items() if name in gpu), None)
+    if known is not None:
+        return known, f"the {gpu}'s dense bf16 peak from its datasheet, {known / 1e12:.0f} TFLOP/s"
+    measured = _peaks(records).get("bf16")
+    return measured, f"the measured bf16 torch.matmul peak of the {gpu}"
+
+
+def mfu(record: dict, peak: float | None) -> float | None:
+    """Model FLOPs utilisation with LoRA counted as 4 x the backbone's weights per real token."""
+    if peak is None or "params" not in record:
+        return None
+    tokens_per_second = record["real_tokens"] / record["flop_seconds"]
+    return tokens_per_second * LORA_FLOPS_PER_WEIGHT * record["params"] / peak
+
+
 def train_table(records: list[dict]) -> list[str]:
     peaks, gpu = _peaks(records), any(r.get("peak_gpu_mb") for r in records)
+    peak, _ = mfu_peak(records)
     header = ["Task", "Attention", "System", "Examples/s", "Real tokens/s", "train_runtime (s)"]
     header += ["of it dev eval (s)", "Peak RSS (MB)", *(["Peak GPU (MB)"] if gpu else [])]
-    header += ["Achieved FLOP/s", "of matmul peak"]
+    header += ["Achieved FLOP/s", "of matmul peak", *(["MFU (4N)"] if peak else [])]
     rows = []
-    for (task, mode), ours, theirs in _pairs(records, "train", "task", "mode"):
+    for (task, mode, quantize), ours, theirs in _pairs(records, "train", "task", "mode", "quantize"):
         shares = {}
         for record in (ours, theirs):
             shares[record["system"]] = _share(
@@ -136,7 +168,7 @@ def train_table(records: list[dict]) -> list[str]:
             rows.append(
                 [
                     TASK_NAMES.get(task, task),
-                    mode,
+                    mode + _backbone(quantize),
                     system,
                     number(record["examples_per_second"], 2),
                     number(record["tokens_per_second"]),
@@ -146,6 +178,7 @@ def train_table(records: list[dict]) -> list[str]:
                     *([number(record.get("peak_gpu_mb"), 0)] if gpu else []),
                     _flops(shares[record["system"]][0]),
                     percent(shares[record["system"]][1], unit="%"),
+                    *([percent(mfu(record, peak), unit="%")] if peak else []),
                 ]
             )
         rows.append(
@@ -161,8 +194,31 @@ def train_table(records: list[dict]) -> list[str]:
                 *([_x(ours.get("peak_gpu_mb"), theirs.get("peak_gpu_mb"))] if gpu else []),
                 _x(shares["lsllm"][0], shares["baseline"][0]),
                 "",
+                *([_x(mfu(ours, peak), mfu(theirs, peak))] if peak else []),
             ]
         )
+    return markdown_table(header, rows)
+
+
+def ddp_table(records: list[dict]) -> list[str]:
+    """lsllm on several GPUs against lsllm on one, same task, mode and backbone."""
+    rows = []
+    for record in (r for r in records if r["part"] == "ddp"):
+        where = {k: record.get(k) for k in ("task", "mode", "quantize")}
+        alone = _find(records, part="train", system="lsllm", **where)
+        speedup = record["tokens_per_second"] / alone["tokens_per_second"] if alone else None
+        rows.append(
+            [
+                f"{TASK_NAMES.get(record['task'], record['task'])} {record['mode']}"
+                + _backbone(record["quantize"]),
+                str(record["gpus"]),
+                number(record["tokens_per_second"]),
+                number(alone["tokens_per_second"]) if alone else DASH,
+                DASH if speedup is None else f"{speedup:.2f}x",
+                DASH if speedup is None else percent(speedup / record["gpus"], unit="%"),
+            ]
+        )
+    header = ["Task", "GPUs", "Real tokens/s", "on 1 GPU", "speed-up", "scaling efficiency"]
     return markdown_table(header, rows)
 
 
@@ -346,13 +402,28 @@ def render(records: list[dict], meta: dict) -> str:
     ]
     if rows:
         lines += [*summary(rows), ""]
-    if _pairs(records, "train", "task", "mode"):
+    if _pairs(records, "train", "task", "mode", "quantize"):
+        peak, source = mfu_peak(records)
         lines += [
             "## Training",
             "",
             "One process per system. Real tokens exclude padding, counted as each system tokenises them.",
+        ]
+        if peak:
+            lines.append(
+                "MFU (4N): real tokens/s x 4 x the backbone's weights (LoRA training counted as about 4 FLOPs"
+                f" per weight and token, as NeMo counts it) over {source}; steps only, without the dev"
+                " evaluation."
+            )
+        lines += ["", *train_table(records), ""]
+    if any(r["part"] == "ddp" for r in records):
+        lines += [
+            "## Several GPUs (DDP)",
             "",
-            *train_table(records),
+            "lsllm under torchrun, each process with the benchmark's batch (so a step trains as many times",
+            "the examples as there are GPUs); real tokens/s over all GPUs, against lsllm on one.",
+            "",
+            *ddp_table(records),
             "",
         ]
     if _pairs(records, "predict", "task"):

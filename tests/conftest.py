@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ner_rows, sentiment_rows, write_splits
-from tests.tiny import ARCHITECTURES, build_tiny_model
+from tests.tiny import ARCHITECTURES, build_small_model, build_tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 logging.getLogger("lsllm").setLevel(logging.INFO)
@@ -23,6 +23,11 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_models) -> Path:
     return tiny_models["llama"]
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory) -> Path:
+    return build_small_model(tmp_path_factory.mktemp("small"))
 
 
 @pytest.fixture

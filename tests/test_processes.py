@@ -244,4 +244,6 @@ def test_the_engine_follows_the_launchers_environment(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     assert processes.engine() == "fsdp"
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
-    assert processes.engine() == "deepspeed"
+    assert processes.engine() == "zero2"  # accelerate's default stage
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    assert processes.engine() == "zero3"

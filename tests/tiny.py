@@ -71,3 +71,22 @@ def build_tiny_causal_lm(folder: Path, tied: bool, seed: int = 0) -> Path:
     config.tie_word_embeddings = tied
     AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     return folder
+
+
+def build_small_model(folder: Path, seed: int = 0) -> Path:
+    """A random Llama of width 256 with grouped keys and values (as Llama 3 has them): wide enough that its
+    large activations dwarf the small ones, and that every linear layer splits into bitsandbytes' 4-bit
+    blocks of 64 weights."""
+    byte_level_tokenizer().save_pretrained(folder)
+    config = LlamaConfig(
+        vocab_size=len(AutoTokenizer.from_pretrained(folder)),
+        hidden_size=256,
+        intermediate_size=704,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(seed)
+    AutoModel.from_config(config).save_pretrained(folder)
+    return folder

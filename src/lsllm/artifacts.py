@@ -12,16 +12,18 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
+from torch import nn
 
 from lsllm.atomic import swap_in_dir, write_json_atomic
 from lsllm.config import SAVED_RUN_DEFAULTS, YAML_END, TrainConfig, read_yaml
 from lsllm.data.labels import LabelMap
 from lsllm.decision import Decision
 from lsllm.errors import LsllmError, first_line
+from lsllm.modeling import quantization
 from lsllm.modeling.attention import backbone_attention, check_attention, check_layerwise
 from lsllm.modeling.backbone import load_tokenizer
 from lsllm.modeling.hf import HF_CLASSES, MODEL_TYPE, shape_of
-from lsllm.modeling.model import LabelSupervisedModel, build_model
+from lsllm.modeling.model import build_model
 from lsllm.modeling.onnx_model import OnnxModel
 from lsllm.modeling.stock import AUTO_CLASSES, from_stock
 
@@ -112,8 +114,9 @@ class TrainedFolder:
         except (ValueError, KeyError, TypeError) as error:
             raise LsllmError(f"{path} is corrupt ({first_line(error)}); {self.repair}") from None
 
-    def load_model(self, config: TrainConfig, labels: LabelMap) -> LabelSupervisedModel:
-        """The trained model in fp32 with LoRA folded into its weights, its attention mode checked."""
+    def load_model(self, config: TrainConfig, labels: LabelMap, device: torch.device) -> nn.Module:
+        """The trained model, its attention mode checked, to predict on `device`: in fp32 with LoRA folded
+        into its weights, or for a --quantize run (CUDA only) quantised as it trained, LoRA kept apart."""
         raise NotImplementedError
 
     @property
@@ -189,9 +192,19 @@ class RunFolder(TrainedFolder):
             )
         return missing
 
-    def load_adapted(self, config: TrainConfig, labels: LabelMap) -> PeftModel:
-        """The base model, its attention mode checked, with the run's LoRA adapter (kept apart) and head."""
-        core = build_model(config, len(labels), labels.shape)
+    def load_adapted(
+        self,
+        config: TrainConfig,
+        labels: LabelMap,
+        quantized_on: torch.device | None = None,
+        dequantize: bool = False,
+    ) -> PeftModel:
+        """The base model, its attention mode checked, with the run's LoRA adapter (kept apart) and head.
+        A --quantize run's backbone loads quantised onto `quantized_on`, and with `dequantize` is turned
+        back into plain weights, exactly those training computed with, before the adapter goes on."""
+        core = build_model(config, len(labels), labels.shape, quantized_on=quantized_on)
+        if dequantize:
+            quantization.dequantize(core.backbone)
         try:
             return PeftModel.from_pretrained(core, str(self.path))
         except Exception as error:  # safetensors, shape and key errors all mean the same thing here
@@ -200,8 +213,13 @@ class RunFolder(TrainedFolder):
                 " the run is corrupt, retrain it"
             ) from None
 
-    def load_model(self, config: TrainConfig, labels: LabelMap) -> LabelSupervisedModel:
-        return self.load_adapted(config, labels).merge_and_unload()
+    def load_model(self, config: TrainConfig, labels: LabelMap, device: torch.device) -> nn.Module:
+        if config.quantize == "none":
+            return self.load_adapted(config, labels).merge_and_unload()
+        quantization.check(
+            config.quantize, device, "predicting", fix="export the run on a GPU to predict anywhere"
+        )
+        return self.load_adapted(config, labels, quantized_on=device)
 
 
 def export_model_type(path: Path):
@@ -283,7 +301,7 @@ class ExportFolder(TrainedFolder):
                 f"cannot load {path} ({first_line(error)}); the export is corrupt, {self.repair}"
             ) from None
 
-    def load_model(self, config: TrainConfig, labels: LabelMap) -> LabelSupervisedModel:
+    def load_model(self, config: TrainConfig, labels: LabelMap, device: torch.device) -> nn.Module:
         if self.format == "onnx":
             raise LsllmError(
                 f"{self.path} is an ONNX export, which onnxruntime runs; use --runtime onnx (the default"

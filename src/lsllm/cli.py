@@ -24,6 +24,7 @@ from lsllm.config import (
     read_yaml,
 )
 from lsllm.errors import LsllmError
+from lsllm.modeling.memory import ENGINES
 from lsllm.serving.options import ServeOptions, bind
 
 DESCRIPTION = """Label-supervised fine-tuning of decoder LLMs: a linear head on the final hidden states,
@@ -127,6 +128,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the run in --output from its last checkpoint"
     )
     add_config_flags(train)
+
+    plan = commands.add_parser(
+        "plan",
+        help="estimate the memory a training run needs, without loading the model",
+        description="Estimate the peak memory of each training process from the model's config and the"
+        " run's options (the same estimate 'lsllm train' logs before it starts), and say what would make"
+        " it fit when it does not. Takes the options of 'lsllm train'; a batch is counted at --max-length.",
+    )
+    plan.add_argument("--config", help="YAML file of options (keys as the flag names); flags override it")
+    plan.add_argument("--preset", choices=list(PRESETS), help="named settings, as for 'lsllm train'")
+    add_config_flags(plan)
+    plan.add_argument("--processes", type=int, default=1, help="training processes, one per GPU (default: 1)")
+    plan.add_argument(
+        "--engine",
+        choices=ENGINES[1:],
+        help="how the processes share the work: ddp (whole copies), fsdp, zero2 or zero3 (DeepSpeed)"
+        " (default: ddp)",
+    )
+    plan.add_argument(
+        "--device", choices=("cpu", "cuda"), help="plan for a CPU or a GPU (default: this machine's)"
+    )
+    plan.add_argument(
+        "--memory-gib",
+        type=float,
+        help="memory each process may use (default: the free memory of this machine's GPU, or each"
+        " process's share of its available RAM)",
+    )
 
     evaluate = commands.add_parser("eval", help="score a run on a labelled file and write the metrics")
     evaluate.add_argument("run", help="run folder written by 'lsllm train', or an 'lsllm export' folder")
@@ -261,6 +289,38 @@ def run_train(args: argparse.Namespace) -> None:
         print(f"run saved to {result.run_dir}")
 
 
+def run_plan(args: argparse.Namespace) -> None:
+    import torch
+
+    from lsllm.modeling import memory
+    from lsllm.modeling.backbone import resolve_model
+
+    config = config_from_args(args)
+    if config.task is None:  # the head is all that depends on it, and it is small either way
+        config = dataclasses.replace(config, task="sequence")
+    config.validate(required=("model",))
+    if args.processes < 1:
+        raise LsllmError(f"--processes must be at least 1, not {args.processes}")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    engine = (args.engine or "ddp") if args.processes > 1 else "single"
+    setup = memory.Setup.for_run(
+        config,
+        memory.planned_precision(config.precision, device),
+        length=config.max_length,
+        num_labels=len(config.labels or ()) or 2,
+        processes=args.processes,
+        engine=engine,
+        device=device,
+    )
+    shape = memory.ModelShape.from_pretrained(resolve_model(config.model), config.trust_remote_code)
+    if args.memory_gib is not None:
+        available = args.memory_gib * memory.GiB
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise LsllmError("this machine has no GPU to measure; give the memory of yours with --memory-gib")
+    else:
+        available = memory.available_memory(device, args.processes)
+    planned, warning = memory.verdict(shape, setup, available)
+    print(memory.format_plan(shape, setup, planned, available, warning))
 def data_stem(data: str) -> str:
     """A file name part for a data file or dataset: its name without extension, split and all ("test" for
     test.jsonl, "conll2003-test" for org/conll2003:test)."""
@@ -369,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
     commands = {
         "train": run_train,
+        "plan": run_plan,
         "eval": run_eval,
         "predict": run_predict,
         "serve": run_serve,

@@ -21,6 +21,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 HEAD_INITS = ("random", "label-words")
 CLASS_WEIGHTS = ("none", "auto")
 REPORT_TO = ("none", "tensorboard", "wandb")
+QUANTIZATIONS = ("none", "4bit", "8bit")
 PREDICT_PRECISIONS = (*PRECISIONS, "int8")  # int8 only runs a trained model
 EXPORT_FORMATS = ("lsllm", "transformers", "onnx")  # what `lsllm export --format` writes (lsllm.export)
 RUNTIMES = ("torch", "onnx")  # what runs a trained model in predict/eval/serve (lsllm.inference)
@@ -211,6 +212,13 @@ class TrainConfig:
         " bf16 units (AVX-512 BF16, AMX), fp32 elsewhere, where bf16 is emulated and slow",
         choices=PRECISIONS,
     )
+    quantize: str = option(
+        "none",
+        "store the frozen backbone's linear layers in 4 bits (NF4 with double quantisation: QLoRA) or 8 bits"
+        " with bitsandbytes, computing in bf16: about a quarter or half of bf16's weight memory; CUDA GPUs"
+        " only (pip install 'lsllm[qlora]')",
+        choices=QUANTIZATIONS,
+    )
     packing: bool = option(
         True,
         "pack short examples side by side into fewer rows (attention stays inside each example) instead of"
@@ -247,7 +255,16 @@ class TrainConfig:
                 raise LsllmError(
                     f"missing --{flag(name)}; give it on the command line or as '{name}:' in --config"
                 )
-        for name in ("task", "attention", "pooling", "precision", "head_init", "class_weights", "report_to"):
+        for name in (
+            "task",
+            "attention",
+            "pooling",
+            "precision",
+            "head_init",
+            "class_weights",
+            "report_to",
+            "quantize",
+        ):
             choices = field_choices(name)
             if getattr(self, name) not in choices:
                 raise LsllmError(
@@ -275,6 +292,10 @@ class TrainConfig:
             raise LsllmError(
                 "--mntp-steps adapts a decoder to bidirectional attention; use it with --attention"
                 " bidirectional or --bidirectional-layers"
+            )
+        if self.quantize != "none" and self.precision == "fp32":
+            raise LsllmError(
+                f"--quantize {self.quantize} computes in bf16; leave out --precision fp32 or --quantize"
             )
         if self.text_pair and len(self.text_field) != 2:
             raise LsllmError("--text-pair needs exactly two --text-field flags")

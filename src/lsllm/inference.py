@@ -22,6 +22,7 @@ from lsllm.data.task import TaskData
 from lsllm.data.words import word_spans
 from lsllm.decision import Decision
 from lsllm.errors import LsllmError
+from lsllm.modeling import quantization
 from lsllm.modeling.onnx_model import OnnxModel
 from lsllm.modeling.precision import default_device, quantize_to_int8, resolve_precision
 from lsllm.predictions import (
@@ -48,7 +49,9 @@ class Classifier:
     def __init__(
         self, model: torch.nn.Module | OnnxModel, tokenizer, data: TaskData, decision: Decision | None = None
     ) -> None:
-        if isinstance(model, PeftModel):  # folded LoRA predicts the same, with no extra matmuls per layer
+        # Folded LoRA predicts the same with no extra matmuls per layer, except into 4- or 8-bit weights,
+        # whose quantisation grid would round it.
+        if isinstance(model, PeftModel) and not quantization.is_quantized(model.backbone):
             model = model.merge_and_unload()
         self.model = model.eval() if isinstance(model, torch.nn.Module) else model
         self.tokenizer = tokenizer
@@ -94,12 +97,14 @@ class Classifier:
         decision = decision or run.load_decision(labels)
         if runtime == "onnx":
             return cls(run.load_onnx(int8=precision == "int8"), tokenizer, data, decision)
-        classifier = cls(run.load_model(config, labels).to(device), tokenizer, data, decision)
+        model = run.load_model(config, labels, device)
         if precision == "int8":
-            quantize_to_int8(classifier.model.backbone)
+            quantize_to_int8(model.backbone)
+        elif quantization.is_quantized(model.backbone):
+            pass  # as trained: 4 or 8 bits, computing in bf16
         elif resolve_precision(precision, device) == "bf16":
-            classifier.model.backbone.to(torch.bfloat16)
-        return classifier
+            model.backbone.to(torch.bfloat16)  # before it moves: a GPU never holds the fp32 copy
+        return cls(model.to(device), tokenizer, data, decision)
 
     @property
     def device(self) -> torch.device:

@@ -38,17 +38,24 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def local_world_size() -> int:
+    """How many of the processes run on this machine."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def engine() -> str:
-    """The training engine the launch asks for: fsdp, deepspeed, ddp (several processes) or single."""
+    """The training engine the launch asks for: fsdp, zero2 or zero3 (DeepSpeed; accelerate's default
+    stage is 2), ddp (several processes) or single."""
     if _flag("ACCELERATE_USE_DEEPSPEED"):
-        return "deepspeed"
+        return "zero" + os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
     if _flag("ACCELERATE_USE_FSDP"):
         return "fsdp"
     return "ddp" if world_size() > 1 else "single"
 
 
 def check_engine(cuda: bool, precision: str) -> str:
-    """The engine, once its settings are known to work with lsllm here; a one-line error otherwise.
+    """The engine (as `engine` names it), once its settings are known to work with lsllm here; a one-line
+    error otherwise.
 
     accelerate 1.15 applies FSDP and DeepSpeed to GPU processes only: on CPUs it would silently train
     unsharded copies, so lsllm refuses instead. lsllm saves the adapter and the head whole, so FSDP must
@@ -78,17 +85,13 @@ def check_engine(cuda: bool, precision: str) -> str:
             " set mixed_precision: no in the accelerate config (or leave out --mixed_precision) and choose"
             " with lsllm's --precision"
         )
-    if (
-        kind == "deepspeed"
-        and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
-        and not _flag("ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL")
-    ):
+    if kind == "zero3" and not _flag("ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL"):
         raise LsllmError(
             "DeepSpeed ZeRO-3 must gather the weights on save for lsllm to write the adapter and head whole;"
             " set zero3_save_16bit_model: true (see examples/accelerate/deepspeed-zero3.yaml)"
         )
-    if kind in ("fsdp", "deepspeed") and not cuda:
-        name = {"fsdp": "FSDP", "deepspeed": "DeepSpeed"}[kind]
+    if kind not in ("single", "ddp") and not cuda:
+        name = "FSDP" if kind == "fsdp" else "DeepSpeed"
         raise LsllmError(f"{name} runs on CUDA GPUs only and this machine has none; {DDP_ON_CPU}")
     return kind
 

@@ -27,6 +27,7 @@ from lsllm.decision import Decision
 from lsllm.errors import LsllmError
 from lsllm.inference import Classifier
 from lsllm.metrics import LOWER_IS_BETTER, label_metrics, selection_metric, token_metrics, tune_thresholds
+from lsllm.modeling import quantization
 from lsllm.modeling.backbone import load_tokenizer, resolve_model
 from lsllm.modeling.head_init import (
     first_tokens,
@@ -35,6 +36,7 @@ from lsllm.modeling.head_init import (
     tag_words,
 )
 from lsllm.modeling.lora import add_lora
+from lsllm.modeling.memory import ModelShape, Setup, available_memory, verdict
 from lsllm.modeling.model import build_model
 from lsllm.modeling.precision import resolve_precision
 from lsllm.reports import draw_run
@@ -174,8 +176,18 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     """
     config.validate()
     check_reporting(config.report_to)
-    processes.check_engine(torch.cuda.is_available(), resolve_precision(config.precision))
+    precision = resolve_precision(config.precision)
+    processes.check_engine(torch.cuda.is_available(), precision)
     processes.start()
+    device = training_device()
+    quantization.check(config.quantize, device, "training")
+    if config.quantize != "none" and precision != "bf16":
+        raise LsllmError(f"--quantize {config.quantize} computes in bf16, which {device} does not support")
+    if config.quantize != "none" and processes.engine() not in ("single", "ddp"):
+        raise LsllmError(
+            f"--quantize {config.quantize} trains on one GPU or several with DDP (torchrun); lsllm does not"
+            " shard quantised weights with FSDP or DeepSpeed"
+        )
     run = RunFolder(Path(config.output))
     run.prepare_for_training(resume)
     processes.wait_for_everyone()  # every process has checked the folder before the main one writes to it
@@ -194,13 +206,19 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     train_set = data.encode(train_examples, names["train"])
     dev_examples = subsample(data.read(config.dev, name=names["dev"]), config.max_dev_examples, config.seed)
     dev_set = data.encode(dev_examples, names["dev"])
+    check_memory(config, model_path, train_set, len(data.labels))
 
     weights = None
     if config.class_weights == "auto":
         weights = data.labels.balancing_weights(data.targets(train_examples, names["train"]))
         shown = ", ".join(f"{name}: {w:.3g}" for name, w in zip(data.labels.names, weights, strict=True))
         logger.info("class weights (--class-weights auto): %s", shown)
-    core = build_model(config, len(data.labels), data.labels.shape, weights)
+    # In bf16 the frozen backbone is loaded and kept in bf16 (LoRA and the head stay fp32, under autocast):
+    # half the memory from the start, and autocast alone casts every frozen weight again at every call.
+    # Training steps on SmolLM2 on an AVX-512 BF16 CPU: 1.85x fp32's speed on SST-2 and 1.78x on
+    # CoNLL-2003, against 1.82x and 1.73x for autocast over fp32 weights (bench/results/precision).
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    core = build_model(config, len(data.labels), data.labels.shape, weights, dtype, quantized_on=device)
     if config.head_init == "label-words":
         if config.task == "token":
             tokens = first_tokens(tokenizer, tag_words(data.labels.names, config.label_words), distinct=False)
@@ -208,12 +226,6 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
             words = label_words(data.labels.names, config.label_words, config.chat_template)
             tokens = first_tokens(tokenizer, words)
         init_head_from_label_words(core.head, output_embeddings(model_path, core.backbone), tokens)
-    if resolve_precision(config.precision) == "bf16":
-        # The frozen backbone is stored in bf16 (LoRA and the head stay fp32, under autocast): autocast
-        # alone casts every frozen weight again at every call. Training steps on SmolLM2 on an AVX-512
-        # BF16 CPU: 1.85x fp32's speed on SST-2 and 1.78x on CoNLL-2003, against 1.82x and 1.73x for
-        # autocast over fp32 weights (bench/results/precision).
-        core.backbone.to(torch.bfloat16)
     if config.gradient_checkpointing:
         _compat.enable_gradient_checkpointing(core.backbone)
     model = add_lora(core, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
@@ -224,9 +236,10 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     checkpoint = resume_point(run) if resume else None
     if config.mntp_steps and checkpoint is None:  # a checkpoint's LoRA weights have been through it
         rows = output_embeddings(model_path, core.backbone)
-        bf16 = resolve_precision(config.precision) == "bf16"
         log = run.path / TRAINING_LOG if processes.is_main() else None
-        adapt_with_mntp(model, rows, train_set, collator, config, mask_token_id(tokenizer), log, bf16)
+        adapt_with_mntp(
+            model, rows, train_set, collator, config, mask_token_id(tokenizer), log, precision == "bf16"
+        )
 
     global_batch = config.batch_size * config.grad_accum * processes.world_size()
     trainer = Trainer(
@@ -251,6 +264,33 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     del trainer, model
     metrics = processes.on_main(lambda: score(run, config, data, dev_examples, best_checkpoint))
     return TrainResult(run.path, metrics)
+
+
+def training_device() -> torch.device:
+    """This process's device: its GPU (the launcher's process group has chosen it), or the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def check_memory(config: TrainConfig, model_path: str, train_set, num_labels: int) -> None:
+    """Log the memory each process will need, estimated before the model is loaded, and warn, naming what
+    would make it fit, when this machine has less."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    setup = Setup.for_run(
+        config,
+        resolve_precision(config.precision),
+        length=max((len(feature["input_ids"]) for feature in train_set), default=1),
+        num_labels=num_labels,
+        processes=processes.world_size(),
+        engine=processes.engine(),
+        device=device,
+    )
+    shape = ModelShape.from_pretrained(model_path, config.trust_remote_code)
+    planned, warning = verdict(shape, setup, available_memory(device, processes.local_world_size()))
+    logger.info("memory: about %s per process", planned.describe())
+    if warning:
+        logger.warning(warning)
 
 
 def resume_point(run: RunFolder) -> Path | None:

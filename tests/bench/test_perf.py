@@ -1,7 +1,10 @@
 """bench.perf's FLOP count from a model's shapes, and its report: ratios lsllm / baseline, table, plot."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from bench.flops import Shapes
 from bench.perf_report import DASH, ratios, render, write_report
@@ -222,3 +225,93 @@ def test_the_runtime_table_puts_each_system_against_torch_fp32_on_the_same_input
     assert "| 1 | onnx-fp32 | 25.0 | 40.0 | 80.0 | **2.50x** | 100.0% | 0.0000 | 900 | 500 |" in table
     assert "| 64 | onnx-int8 | 10.0 | 100.0 | 200.0 | **0.50x** | 75.0% | 0.1500 | 900 | 500 |" in table
     assert f"| 64 | torch-fp32 | 20.0 | 50.0 | 100.0 | **1.00x** | 100.0% | 0.0000 | 900 | {DASH} |" in table
+
+
+H100 = {**ENVIRONMENT, "hardware": {"cpu": "Test CPU", "cores": 16, "gpu": "NVIDIA H100 80GB HBM3"}}
+
+
+def gpu_train_record(system: str, quantize: str, tokens_per_second: float, **extra) -> dict:
+    record = {**train_record(system, tokens_per_second, 1000.0), **H100, "peak_gpu_mb": 9000.0}
+    seconds = 25_600 / tokens_per_second
+    return {
+        **record,
+        "quantize": quantize,
+        "params": 1_235_814_400,
+        "real_tokens": 25_600,
+        "train_runtime": seconds + 1.0,
+        "flop_seconds": seconds,
+        **extra,
+    }
+
+
+def test_mfu_counts_lora_training_as_four_flops_per_weight_against_the_datasheet():
+    records = [
+        gpu_train_record("lsllm", "none", 40_000.0),
+        gpu_train_record("baseline", "none", 20_000.0),
+        gpu_train_record("lsllm", "4bit", 30_000.0),
+        gpu_train_record("baseline", "4bit", 10_000.0),
+    ]
+    table = render(records, META)
+    # 40,000 tokens/s x 4 x 1,235,814,400 weights = 197.7 TFLOP/s of the H100's 989: 20.0%.
+    assert "| SST-2 | causal | lsllm |" in table and "| 20.0% |" in table
+    assert "| SST-2 | causal 4bit | baseline (HF + peft + Trainer) |" in table and "| 5.0% |" in table
+    assert "as NeMo counts it) over the NVIDIA H100 80GB HBM3's dense bf16 peak from its datasheet" in table
+    found = {row.measurement: row for row in ratios(records)}
+    assert found["train SST-2 causal 4bit: real tokens/s"].ratio == 3.0
+    assert found["train SST-2 causal: peak GPU memory (MB)"].ratio == 1.0
+
+
+def test_several_gpus_are_compared_with_one():
+    records = [
+        gpu_train_record("lsllm", "none", 40_000.0),
+        gpu_train_record("baseline", "none", 20_000.0),
+        gpu_train_record("lsllm", "none", 72_000.0, part="ddp", gpus=2),
+    ]
+    table = render(records, META)
+    assert "## Several GPUs (DDP)" in table
+    assert "| SST-2 causal | 2 | 72,000.0 | 40,000.0 | 1.80x | 90.0% |" in table
+
+
+def test_the_random_configs_have_the_llama_models_shapes():
+    """Llama 3.2 1B and 3B and Llama 3.1 8B without their language-model head (8B's is not tied)."""
+    from transformers import AutoConfig
+
+    from bench.perf import _random_config_values
+    from lsllm.modeling.memory import ModelShape
+
+    counts = {}
+    for name in ("llama-1b", "llama-3b", "llama-8b"):
+        values = dict(_random_config_values(name))
+        counts[name] = ModelShape.from_config(
+            AutoConfig.for_model(values.pop("model_type"), **values)
+        ).weights
+    assert counts == {"llama-1b": 1_235_814_400, "llama-3b": 3_212_749_824, "llama-8b": 7_504_924_672}
+
+
+def test_the_gpu_run_measures_both_systems_with_and_without_4bit_and_ddp_once():
+    from bench.perf import jobs, parse_args
+
+    argv = ["--random-config", "llama-1b", "--only", "train", "flops", "--tasks", "sst2", "--modes", "causal"]
+    todo = jobs(parse_args([*argv, "--quantize", "none", "4bit", "--ddp", "2"]))
+    assert todo == [
+        ["setup"],
+        ["peak"],
+        ["train", "sst2", "causal", "lsllm", "none"],
+        ["train", "sst2", "causal", "baseline", "none"],
+        ["train", "sst2", "causal", "lsllm", "4bit"],
+        ["train", "sst2", "causal", "baseline", "4bit"],
+        ["ddp", "sst2", "causal", "none", "2"],
+    ]
+
+
+def test_the_gpu_script_says_what_it_needs_on_a_machine_without_one():
+    import subprocess
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    script = Path(__file__).resolve().parents[2] / "bench" / "gpu.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == "bench/gpu.sh: needs a CUDA GPU, and this machine has none"

@@ -38,6 +38,8 @@ from lsllm.export.native import write_lsllm_model
 from lsllm.export.onnx_graph import write_onnx_model
 from lsllm.export.stock import check_representable, write_stock_model
 from lsllm.model_card import model_card
+from lsllm.modeling import quantization
+from lsllm.modeling.precision import default_device
 
 MODEL_CARD = "README.md"
 
@@ -73,7 +75,12 @@ def export_run(
     names = [str(label) for label in labels.names]
     if format == "transformers":
         check_representable(settings, tokenizer)
-    trained = run.load_adapted(settings, labels)
+    if settings.quantize == "none":
+        trained = run.load_adapted(settings, labels)
+    else:  # the weights as training computed with them, dequantised, so that LoRA folds into those
+        device = default_device()
+        quantization.check(settings.quantize, device, "exporting")
+        trained = run.load_adapted(settings, labels, quantized_on=device, dequantize=True)
     lora = lora_settings(trained)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lsllm import _compat
 from lsllm.errors import LsllmError, first_line
@@ -211,16 +211,26 @@ def load_tokenizer(path: str, fix: str | None = None) -> PreTrainedTokenizerBase
 
 
 def load_backbone(
-    path: str, attention: str, dtype: torch.dtype, attn_implementation: str | None, trust_remote_code: bool
+    path: str,
+    attention: str,
+    dtype: torch.dtype,
+    attn_implementation: str | None,
+    trust_remote_code: bool,
+    **loading: Any,
 ) -> nn.Module:
-    """Load the bare decoder (no LM head) and switch its attention, proving the switch worked."""
+    """Load the bare decoder (no LM head) and switch its attention, proving the switch worked; `loading`
+    goes to `from_pretrained` (a quantised load: lsllm.modeling.quantization.loading_options)."""
     from transformers import AutoModel
 
     from lsllm.modeling.attention import check_attention, set_attention
 
     try:
         backbone = AutoModel.from_pretrained(
-            path, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+            path,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+            **loading,
         )
     except (OSError, ValueError) as error:
         raise load_failure("weights", path, error) from None

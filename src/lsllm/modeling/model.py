@@ -11,6 +11,7 @@ from lsllm import _compat
 from lsllm.config import TrainConfig
 from lsllm.data.encoding import IGNORE_INDEX
 from lsllm.errors import LsllmError
+from lsllm.modeling import quantization
 from lsllm.modeling.attention import LAYER_MASK, backbone_attention, check_layerwise, unmask_layers
 from lsllm.modeling.backbone import load_backbone, resolve_model
 from lsllm.modeling.packing import PACKABLE_ATTENTION, padded_layout, plan_packing
@@ -132,15 +133,24 @@ class LabelSupervisedModel(nn.Module):
 
 
 def build_model(
-    config: TrainConfig, num_labels: int, shape: str = "single", class_weights: list[float] | None = None
+    config: TrainConfig,
+    num_labels: int,
+    shape: str = "single",
+    class_weights: list[float] | None = None,
+    dtype: torch.dtype = torch.float32,
+    quantized_on: torch.device | None = None,
 ) -> LabelSupervisedModel:
-    """The run's backbone (fp32, its attention mode checked) under a fresh head, before LoRA."""
+    """The run's backbone (its weights in `dtype`, its attention mode checked) under a fresh fp32 head,
+    before LoRA. With `quantized_on`, a --quantize run's linear layers load quantised straight onto that
+    device (checked by the caller: lsllm.modeling.quantization.check) and the rest in bf16."""
+    loading = quantization.loading_options(config.quantize, quantized_on) if quantized_on else {}
     backbone = load_backbone(
         resolve_model(config.model),
         backbone_attention(config.attention, config.bidirectional_layers),
-        torch.float32,
+        torch.bfloat16 if loading else dtype,
         config.attn_implementation,
         config.trust_remote_code,
+        **loading,
     )
     model = LabelSupervisedModel(
         backbone,
