@@ -321,6 +321,8 @@ def run_plan(args: argparse.Namespace) -> None:
         available = memory.available_memory(device, args.processes)
     planned, warning = memory.verdict(shape, setup, available)
     print(memory.format_plan(shape, setup, planned, available, warning))
+
+
 def data_stem(data: str) -> str:
     """A file name part for a data file or dataset: its name without extension, split and all ("test" for
     test.jsonl, "conll2003-test" for org/conll2003:test)."""
