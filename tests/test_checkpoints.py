@@ -81,13 +81,13 @@ elif point == "checkpoint":  # halfway through writing a checkpoint file
             die()
         return original_save(obj, f, *args, **kwargs)
     torch.save = save
-elif point == "final":  # after training, while the test split is scored
-    original_evaluate = lsllm.inference.Classifier.evaluate
-    def evaluate(self, *args, **kwargs):
+elif point == "final":  # after training, while the saved run is scored (dev first, then test)
+    original_outcomes = lsllm.inference.Classifier.outcomes
+    def outcomes(self, *args, **kwargs):
         if count():
             die()
-        return original_evaluate(self, *args, **kwargs)
-    lsllm.inference.Classifier.evaluate = evaluate
+        return original_outcomes(self, *args, **kwargs)
+    lsllm.inference.Classifier.outcomes = outcomes
 sys.exit(main(argv))
 """
 
@@ -126,7 +126,7 @@ def outcome(run: Path) -> dict:
 
 @pytest.mark.parametrize(
     ("point", "at"),
-    [("step", 5), ("step", 10), ("evaluation", 3), ("checkpoint", 6), ("final", 1)],
+    [("step", 5), ("step", 10), ("evaluation", 3), ("checkpoint", 6), ("final", 2)],
     ids=["mid-epoch-step", "late-step", "evaluation", "checkpoint-writing", "after-training"],
 )
 def test_a_killed_run_resumes_to_the_uninterrupted_result(
