@@ -18,7 +18,11 @@ from safetensors.torch import load_file
 from lsllm import processes
 from lsllm.checkpoints import MANIFEST, checkpoints
 from lsllm.cli import main
+from lsllm.config import TrainConfig
+from lsllm.data.encoding import Encoder
+from lsllm.data.task import TaskData, label_map_for, read_examples
 from lsllm.errors import LsllmError
+from lsllm.modeling.backbone import load_tokenizer
 from tests.helpers import sentiment_rows, write_splits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,10 +172,56 @@ def test_two_processes_killed_and_resumed_end_where_an_uninterrupted_run_ends(
         torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-7)
 
 
-def write_script(folder: Path, text: str) -> Path:
-    path = folder / "killed.py"
+def write_script(folder: Path, text: str, name: str = "killed.py") -> Path:
+    path = folder / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# Runs `lsllm train` under torchrun; each process writes the examples (token ids without padding) of every
+# batch it trains on to seen-RANK.jsonl.
+RECORDED = """
+import json, os, sys
+import transformers
+from lsllm.cli import main
+
+original_step = transformers.Trainer.training_step
+
+def training_step(self, model, inputs, *args, **kwargs):
+    rows = [ids[mask.bool()].tolist() for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"])]
+    with open(f"seen-{os.environ['RANK']}.jsonl", "a") as handle:
+        handle.write(json.dumps({"epoch": self.state.epoch, "rows": rows}) + "\\n")
+    return original_step(self, model, inputs, *args, **kwargs)
+
+transformers.Trainer.training_step = training_step
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_with_length_grouping_each_process_trains_its_own_share_of_every_epoch(tiny_model, data, tmp_path):
+    """Length grouping draws its order from a generator that accelerate keeps equal in every process, so
+    the processes split each epoch between them: every example once, none twice."""
+    argv = [*train_argv(tiny_model, data, tmp_path / "run", batch_size=4), "--group-by-length"]
+    launched = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "recorded.py", *argv],
+        cwd=write_script(tmp_path, RECORDED, "recorded.py").parent,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    config = TrainConfig(model=str(tiny_model), task="sequence", max_length=32)
+    examples = read_examples(config, str(data["train"]))
+    encoder = Encoder.for_config(load_tokenizer(str(tiny_model)), config)
+    features = TaskData(config, label_map_for(config, examples), encoder).encode(examples, "train")
+    expected = sorted(feature["input_ids"] for feature in features)
+    records = [(tmp_path / f"seen-{rank}.jsonl").read_text().splitlines() for rank in (0, 1)]
+    steps = [json.loads(line) for lines in records for line in lines]
+    assert len(steps) == 16  # 2 processes x 4 steps x 2 epochs
+    for epoch in (0, 1):
+        seen = [row for step in steps if epoch <= step["epoch"] < epoch + 1 for row in step["rows"]]
+        assert sorted(seen) == expected
 
 
 def test_fsdp_launched_on_cpu_is_refused_in_one_line(tiny_model, data, tmp_path):
