@@ -35,8 +35,13 @@ RUNTIME = {"cpu": 0.5 * GiB, "cuda": 1.0 * GiB}
 ENGINES = ("single", "ddp", "fsdp", "zero2", "zero3")
 SHARDED = ("fsdp", "zero3")  # engines that shard the frozen weights too
 # Llama-style linear layers that read the same input; a layer of another name counts as reading its own.
-SHARED_INPUT = {"q_proj": "attention", "k_proj": "attention", "v_proj": "attention", "gate_proj": "mlp"}
-SHARED_INPUT["up_proj"] = "mlp"
+SHARED_INPUT = {
+    "q_proj": "attention",
+    "k_proj": "attention",
+    "v_proj": "attention",
+    "gate_proj": "mlp",
+    "up_proj": "mlp",
+}
 
 
 @dataclass(frozen=True)
