@@ -4,6 +4,7 @@ keeps for the backward pass, and a run that will not fit is told before loading 
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 import torch
@@ -116,6 +117,7 @@ def test_training_logs_the_estimate_and_warns_with_what_would_fit(small_model, t
     checkpointed = estimate(shape, dataclasses.replace(setup, gradient_checkpointing=True)).total
     available = (needed + checkpointed) / 2
     monkeypatch.setattr("lsllm.training.available_memory", lambda device, processes: available)
+    caplog.set_level(logging.INFO, logger="lsllm")  # whatever an earlier test (the readers' fuzzer) set
     from lsllm.training import train
 
     train(config)
