@@ -92,19 +92,26 @@ def _auto_class(settings: TrainConfig) -> str:
     return f"AutoModelFor{kind}Classification"
 
 
-def _lsllm_usage(settings: TrainConfig, pipeline: str, kind: str) -> list[str]:
-    auto = _auto_class(settings)
+def _loading_code(auto: str, pipeline: str, *first_lines: str) -> list[str]:
+    """The Python block that loads this folder with an Auto class and a pipeline."""
     return [
-        "With plain transformers, once lsllm is imported (no `trust_remote_code` needed):",
-        "",
         "```python",
-        "import lsllm  # registers the model type with transformers",
+        *first_lines,
         f"from transformers import {auto}, pipeline",
         "",
         f'model = {auto}.from_pretrained("path/to/this/folder")',
         f'classify = pipeline("{pipeline}", model="path/to/this/folder")',
         "```",
         "",
+    ]
+
+
+def _lsllm_usage(settings: TrainConfig, pipeline: str, kind: str) -> list[str]:
+    auto = _auto_class(settings)
+    return [
+        "With plain transformers, once lsllm is imported (no `trust_remote_code` needed):",
+        "",
+        *_loading_code(auto, pipeline, "import lsllm  # registers the model type with transformers"),
     ]
 
 
@@ -116,13 +123,7 @@ def _transformers_usage(settings: TrainConfig, pipeline: str, kind: str) -> list
         "With plain transformers, no lsllm needed: this folder holds transformers' own class"
         + (f", with {attention}." if attention else "."),
         "",
-        "```python",
-        f"from transformers import {auto}, pipeline",
-        "",
-        f'model = {auto}.from_pretrained("path/to/this/folder")',
-        f'classify = pipeline("{pipeline}", model="path/to/this/folder")',
-        "```",
-        "",
+        *_loading_code(auto, pipeline),
     ]
     if settings.task == "token":
         lines += [
