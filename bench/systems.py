@@ -167,10 +167,10 @@ SYSTEMS = {
         "Instruction tuning + LoRA (answers the label word)", ("sequence",), partial(_instruct, tune=True)
     ),
     "instruct-lora-equal-time": System(
-        "Instruction tuning + LoRA, stopped at the training time of lsllm's prompt system",
+        "Instruction tuning + LoRA, stopped at the training time of lsllm's --template auto system",
         ("sequence",),
         partial(_instruct, tune=True),
-        time_of="ls-llama-prompt",
+        time_of="ls-llama-auto",
     ),
     "zero-shot": System(
         "Zero-shot prompting of SmolLM2-Instruct", ("sequence",), partial(_instruct, tune=False)
