@@ -235,6 +235,8 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     collator = Collator(tokenizer.pad_token_id, tokenizer.padding_side, config.task == "token")
     checkpoint = resume_point(run) if resume else None
     if config.mntp_steps and checkpoint is None:  # a checkpoint's LoRA weights have been through it
+        if config.quantize == "none":  # MNTP runs before the Trainer places the model (quantised: placed)
+            model.to(device)
         rows = output_embeddings(model_path, core.backbone)
         log = run.path / TRAINING_LOG if processes.is_main() else None
         adapt_with_mntp(
