@@ -24,21 +24,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bench.common import DASH, TASK_NAMES, markdown_table, percent, save_png
+from bench.systems import SYSTEMS
 from lsllm.atomic import write_text_atomic
 
 Run = dict[str, Any]
 
 DEFAULT_RESULTS = Path("bench/results/accuracy")
-SYSTEM_ORDER = (
-    "ls-llama",
-    "ls-llama-head-bias",
-    "ls-unllama",
-    "ls-unllama-max",
-    "hf-lora",
-    "minilm",
-    "instruct-lora",
-    "zero-shot",
-)
+SYSTEM_ORDER = tuple(SYSTEMS)  # the main systems first, then ablations and baselines
 TASK_ORDER = ("sst2", "sst5", "twitter_fin", "conll2003", "wnut17")
 METRIC_NAMES = {"accuracy": "acc", "macro_f1": "macro-F1", "f1": "entity F1"}
 PLUS_MINUS = "\u00b1"
