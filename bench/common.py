@@ -151,6 +151,14 @@ def _cpu_name() -> str:
     return names[0] if names else platform.processor()
 
 
+def precision() -> str:
+    """What lsllm's precision 'auto' picks here (bf16 where the CPU has bf16 units), and what the
+    transformers baselines are given to match it."""
+    from lsllm.modeling.precision import resolve_precision
+
+    return resolve_precision("auto")
+
+
 def environment() -> dict:
     """Versions and hardware, recorded with every run so a table can be traced back to what made it."""
     import peft

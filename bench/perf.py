@@ -46,6 +46,7 @@ from bench.common import (
     environment,
     peak_rss_mb,
     percentile,
+    precision,
     read_jsonl,
     run_child,
     save_random_run,
@@ -233,13 +234,6 @@ def shapes_of(path: str) -> Shapes:
     from transformers import AutoConfig
 
     return Shapes.from_config(AutoConfig.from_pretrained(path))
-
-
-def precision() -> str:
-    """What lsllm's precision 'auto' picks here, and what the baseline is given to match it."""
-    from lsllm.modeling.precision import resolve_precision
-
-    return resolve_precision("auto")
 
 
 def baseline_model(kind: str, labels: list[str], path: str, mode: str, dtype=None, quantize: str = "none"):

@@ -9,7 +9,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import TrainingArguments
 
-from bench.common import Settings
+from bench.common import Settings, precision
 from bench.datasets import Task
 
 # Every linear layer of a Llama-style block, as lsllm adapts by default. ("all-linear" would also wrap
@@ -66,7 +66,9 @@ def with_lora(model, settings: Settings, task_type: str):
 def training_arguments(
     task: Task, settings: Settings, work_dir: Path, learning_rate: float, metric: str, **extra: Any
 ) -> TrainingArguments:
-    """Trainer defaults plus the shared budget: epochs, batch, seed, best epoch on the selection split."""
+    """Trainer defaults plus the shared budget: epochs, batch, seed, best epoch on the selection split,
+    under bf16 autocast where lsllm trains in bf16 (so equal-time comparisons are fair)."""
+    extra.setdefault("bf16", precision() == "bf16")
     return TrainingArguments(
         output_dir=str(work_dir / "checkpoints"),
         num_train_epochs=task.budget.epochs,
