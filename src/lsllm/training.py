@@ -30,8 +30,8 @@ from lsllm.metrics import LOWER_IS_BETTER, label_metrics, selection_metric, toke
 from lsllm.modeling import quantization
 from lsllm.modeling.backbone import load_tokenizer, resolve_model
 from lsllm.modeling.head_init import (
-    first_tokens,
     init_head_from_label_words,
+    label_word_rows,
     output_embeddings,
     tag_words,
 )
@@ -221,11 +221,11 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     core = build_model(config, len(data.labels), data.labels.shape, weights, dtype, quantized_on=device)
     if config.head_init == "label-words":
         if config.task == "token":
-            tokens = first_tokens(tokenizer, tag_words(data.labels.names, config.label_words), distinct=False)
+            words, distinct = tag_words(data.labels.names, config.label_words), False
         else:
-            words = label_words(data.labels.names, config.label_words, config.chat_template)
-            tokens = first_tokens(tokenizer, words)
-        init_head_from_label_words(core.head, output_embeddings(model_path, core.backbone), tokens)
+            words, distinct = label_words(data.labels.names, config.label_words, config.chat_template), True
+        lm_rows = output_embeddings(model_path, core.backbone)
+        init_head_from_label_words(core.head, label_word_rows(tokenizer, lm_rows, words, distinct))
     if config.gradient_checkpointing:
         _compat.enable_gradient_checkpointing(core.backbone)
     model = add_lora(core, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)

@@ -15,8 +15,8 @@ from lsllm.data.prompts import label_words
 from lsllm.errors import LsllmError
 from lsllm.modeling.backbone import load_tokenizer
 from lsllm.modeling.head_init import (
-    first_tokens,
     init_head_from_label_words,
+    label_word_rows,
     output_embeddings,
     tag_words,
 )
@@ -38,8 +38,10 @@ def test_at_step_0_the_head_gives_the_language_models_logits_of_the_label_words(
     config = TrainConfig(model=str(causal_lm), task="sequence", template=TEMPLATE, head_init="label-words")
     tokenizer = load_tokenizer(str(causal_lm))
     model = build_model(config, 2).eval()
-    tokens = first_tokens(tokenizer, label_words(["bad", "good"], None, chat=False))
-    init_head_from_label_words(model.head, output_embeddings(str(causal_lm), model.backbone), tokens)
+    words = label_words(["bad", "good"], None, chat=False)
+    lm_rows = output_embeddings(str(causal_lm), model.backbone)
+    init_head_from_label_words(model.head, label_word_rows(tokenizer, lm_rows, words))
+    tokens = [tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in words]
     features = Encoder.for_config(tokenizer, config).encode_sequences(
         [SequenceExample(t) for t in TEXTS], None, "t"
     )
@@ -67,8 +69,10 @@ def test_a_causal_token_head_starts_as_the_next_word_logits_of_each_entity_type(
     config = TrainConfig(model=str(causal_lm), task="token", attention="causal", head_init="label-words")
     tokenizer = load_tokenizer(str(causal_lm))
     model = build_model(config, len(tags)).eval()
-    tokens = first_tokens(tokenizer, tag_words(tags, ["PER= good", "LOC= bad"]), distinct=False)
-    init_head_from_label_words(model.head, output_embeddings(str(causal_lm), model.backbone), tokens)
+    words = tag_words(tags, ["PER= good", "LOC= bad"])
+    lm_rows = output_embeddings(str(causal_lm), model.backbone)
+    init_head_from_label_words(model.head, label_word_rows(tokenizer, lm_rows, words, distinct=False))
+    tokens = [tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in words]
     ids = torch.tensor([tokenizer("John Smith visited Paris")["input_ids"]])
     ours = model(input_ids=ids, attention_mask=torch.ones_like(ids))["logits"][0]
     theirs = AutoModelForCausalLM.from_pretrained(causal_lm).eval()(input_ids=ids).logits[0][:, tokens]
@@ -85,17 +89,29 @@ def test_tag_words_come_from_entity_types_and_can_be_given():
         tag_words(tags, ["ORG= company"])
 
 
-def test_different_words_that_start_alike_are_refused_for_tags_too(causal_lm):
+def test_words_that_start_alike_get_the_mean_of_their_tokens_rows_and_the_others_their_first(causal_lm):
+    """SST-5's labels "very negative" and "very positive" start with the same token: a row of that token
+    alone would make the two labels one."""
     tokenizer = load_tokenizer(str(causal_lm))
-    assert len(first_tokens(tokenizer, [" good", " good"], distinct=False)) == 2
-    with pytest.raises(LsllmError, match="start with the same token"):
-        first_tokens(tokenizer, [" good", " goodness", " good"], distinct=False)
+    lm_rows = torch.randn(tokenizer.vocab_size + 8, 16)
+    words = [" good", " goodness", " bad"]
+    ids = {word: tokenizer(word, add_special_tokens=False)["input_ids"] for word in words}
+    assert ids[" goodness"][0] == ids[" good"][0] and len(ids[" goodness"]) > 1  # the case under test
+    for distinct in (True, False):
+        rows = label_word_rows(tokenizer, lm_rows, words, distinct)
+        assert torch.equal(rows[0], lm_rows[ids[" good"]].mean(0))
+        assert torch.equal(rows[1], lm_rows[ids[" goodness"]].mean(0))
+        assert torch.equal(rows[2], lm_rows[ids[" bad"][0]])
+        assert not torch.equal(rows[0], rows[1])
 
 
-def test_words_that_start_alike_are_refused(causal_lm):
+def test_one_word_for_two_labels_is_refused_but_tags_of_one_type_share_it(causal_lm):
     tokenizer = load_tokenizer(str(causal_lm))
-    with pytest.raises(LsllmError, match="start with the same token"):
-        first_tokens(tokenizer, [" good", " goodness"])
+    lm_rows = torch.randn(tokenizer.vocab_size + 8, 16)
+    rows = label_word_rows(tokenizer, lm_rows, [" good", " good", " bad"], distinct=False)
+    assert torch.equal(rows[0], rows[1]) and not torch.equal(rows[0], rows[2])
+    with pytest.raises(LsllmError, match=r"label word\(s\) ' good' name several labels.*--label-words"):
+        label_word_rows(tokenizer, lm_rows, [" good", " bad", " good"])
 
 
 def test_a_model_folder_without_a_language_model_head_is_refused(tiny_model):

@@ -27,28 +27,50 @@ def tag_words(tags: list, given: list[str] | None) -> list[str]:
     return [chosen.get(tag) or chosen.get(kind) or fallback[tag] for tag, kind in types.items()]
 
 
-def first_tokens(tokenizer, words: list[str], distinct: bool = True) -> list[int]:
-    """The token the model would say first for each word; unless `distinct` is off (the tags of one
-    entity type share their word), two labels may not share it."""
-    tokens = []
+def label_word_rows(
+    tokenizer, lm_rows: torch.Tensor, words: list[str], distinct: bool = True
+) -> torch.Tensor:
+    """One head row per word: the language-model head's row of the token the model would say first, so
+    that at step 0 the head scores what zero-shot prompting scores. Different words that start with the
+    same token ("very negative", "very positive") would get the same row, so each of those gets the mean
+    of its tokens' rows instead. Unless `distinct` is off (the tags of one entity type share their word),
+    two labels may not have the same word."""
+    ids = []
     for word in words:
-        ids = tokenizer(word, add_special_tokens=False)["input_ids"]
-        if not ids:
+        tokens = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if not tokens:
             raise LsllmError(f"label word {word!r} has no tokens; give another with --label-words")
-        tokens.append(ids[0])
-    clashing = [
-        (i, j)
-        for i in range(len(words))
-        for j in range(i + 1, len(words))
-        if tokens[i] == tokens[j] and (distinct or words[i] != words[j])
-    ]
-    shared = sorted({words[k] for pair in clashing for k in pair})
-    if shared:
+        ids.append(tokens)
+    repeated = sorted({word for word in words if words.count(word) > 1})
+    if distinct and repeated:
         raise LsllmError(
-            f"label words {', '.join(map(repr, shared))} start with the same token, so their rows would be"
-            " the same; give words that differ at the start with --label-words LABEL=WORD"
+            f"label word(s) {', '.join(map(repr, repeated))} name several labels, so their rows would be the"
+            " same; give each label its own word with --label-words LABEL=WORD"
         )
-    return tokens
+    starts = {}
+    for word, tokens in zip(words, ids, strict=True):
+        starts.setdefault(tokens[0], set()).add(word)
+    rows = torch.stack(
+        [
+            lm_rows[tokens].float().mean(0) if len(starts[tokens[0]]) > 1 else lm_rows[tokens[0]].float()
+            for tokens in ids
+        ]
+    )
+    alike = sorted(
+        {
+            words[k]
+            for i in range(len(words))
+            for j in range(i + 1, len(words))
+            if words[i] != words[j] and torch.equal(rows[i], rows[j])
+            for k in (i, j)
+        }
+    )
+    if alike:
+        raise LsllmError(
+            f"label words {', '.join(map(repr, alike))} are made of the same tokens, so their rows would be"
+            " the same; give words that differ with --label-words LABEL=WORD"
+        )
+    return rows
 
 
 def output_embeddings(path: str, backbone: torch.nn.Module) -> torch.Tensor:
@@ -83,7 +105,8 @@ def output_embeddings(path: str, backbone: torch.nn.Module) -> torch.Tensor:
 
 
 @torch.no_grad()
-def init_head_from_label_words(head: torch.nn.Linear, rows: torch.Tensor, tokens: list[int]) -> None:
-    head.weight.copy_(rows[tokens].to(head.weight.dtype))
+def init_head_from_label_words(head: torch.nn.Linear, rows: torch.Tensor) -> None:
+    """`rows` (one per label, from label_word_rows) become the head's weight; a bias starts at zero."""
+    head.weight.copy_(rows.to(head.weight.dtype))
     if head.bias is not None:
         head.bias.zero_()
