@@ -119,6 +119,20 @@ SYSTEMS = {
         ("sequence",),
         partial(_lsllm, attention="causal", pooling="last", template="auto", head_init="label-words"),
     ),
+    "ls-llama-auto-balanced": System(
+        "--preset prompt with class weights against label imbalance (lsllm --class-weights auto;"
+        " Twitter Financial News, two thirds neutral)",
+        ("sequence",),
+        partial(
+            _lsllm,
+            attention="causal",
+            pooling="last",
+            template="auto",
+            head_init="label-words",
+            class_weights="auto",
+        ),
+        only=("twitter_fin",),
+    ),
     "ls-llama-head-bias": System(
         "LS-LLaMA with a bias in the head (--head-bias; ablation, SST-2: the default has none, to export"
         " to transformers' own bias-free class)",
@@ -135,7 +149,14 @@ SYSTEMS = {
         "LS-unLLaMA after 100 steps of MNTP on the training texts (lsllm --mntp-steps 100)",
         BOTH,
         partial(_lsllm, attention="bidirectional", pooling="mean", mntp_steps=100),
-        only=("sst2", "conll2003"),
+        only=("sst2", "conll2003", "wnut17"),
+    ),
+    "ls-unllama-longer": System(
+        "LS-unLLaMA trained twice as many epochs (the control for MNTP: as many extra LoRA updates,"
+        " supervised)",
+        ("token",),
+        partial(_lsllm, attention="bidirectional", pooling="mean", epochs=4.0),
+        only=("conll2003",),
     ),
     "ls-unllama-upper": System(
         "LS-unLLaMA in the upper half of the layers only (lsllm --bidirectional-layers 15:)",

@@ -1,6 +1,7 @@
 """MNTP before supervised training: what it masks, that it teaches the unmasked model to predict masked
 tokens, that it only moves the LoRA weights, and that a run with it trains, logs and resumes."""
 
+import dataclasses
 import json
 
 import pytest
@@ -60,7 +61,7 @@ def mntp_setup(path, steps: int):
     return config, tokenizer, core, model, train_set
 
 
-def test_mntp_teaches_the_unmasked_model_to_predict_masked_tokens_with_lora_alone(causal_lm, tmp_path):
+def test_mntp_teaches_the_unmasked_model_to_predict_masked_tokens_with_lora(causal_lm, tmp_path, capsys):
     config, tokenizer, core, model, train_set = mntp_setup(causal_lm, steps=40)
     collator = Collator(tokenizer.pad_token_id, tokenizer.padding_side)
     # A random tiny model's LM-head rows are ~0.02 in size, so its logits cannot move far from uniform
@@ -82,6 +83,11 @@ def test_mntp_teaches_the_unmasked_model_to_predict_masked_tokens_with_lora_alon
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["mntp_step"] for r in records] == list(range(10, 41, 10))
     assert [r["mntp_loss"] for r in records] == [losses[s - 1] for s in range(10, 41, 10)]
+    progress = capsys.readouterr().err  # the bar the main training process shows
+    assert "MNTP: 100%" in progress and "40/40" in progress
+    two_steps = dataclasses.replace(config, mntp_steps=2)
+    adapt_with_mntp(model, rows, train_set, collator, two_steps, 1, None, False)
+    assert "MNTP" not in capsys.readouterr().err  # other processes show none
 
 
 def test_a_run_with_mntp_trains_logs_it_once_and_resumes_without_it(causal_lm, tmp_path):

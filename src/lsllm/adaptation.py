@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from lsllm.config import TrainConfig
 from lsllm.data.collate import Collator
@@ -69,7 +70,7 @@ def adapt_with_mntp(
 ) -> list[float]:
     """`config.mntp_steps` optimiser steps of MNTP on the LoRA weights of `model`, on random batches of
     the encoded training examples; returns the losses and logs them to `log` as "mntp_loss" records at
-    step 0 (no `log`: another training process keeps it)."""
+    step 0 (no `log`: another training process keeps it, and shows no progress bar)."""
     weights = [p for name, p in model.named_parameters() if p.requires_grad and "lora_" in name]
     optimizer = torch.optim.AdamW(weights, lr=config.learning_rate, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
@@ -78,7 +79,8 @@ def adapt_with_mntp(
     rows = lm_rows.detach().to(device)
     losses = []
     model.train()
-    for step in range(1, config.mntp_steps + 1):
+    steps = tqdm(range(1, config.mntp_steps + 1), desc="MNTP", unit="step", disable=log is None)
+    for step in steps:
         picks = torch.randint(len(train_set), (config.batch_size,), generator=generator).tolist()
         batch = collator([{"input_ids": train_set[i]["input_ids"]} for i in picks])
         masked, targets = mask_tokens(
@@ -94,6 +96,7 @@ def adapt_with_mntp(
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
+        steps.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
         if log is not None and (step % config.logging_steps == 0 or step == config.mntp_steps):
             with log.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"step": 0, "mntp_step": step, "mntp_loss": losses[-1]}) + "\n")

@@ -39,7 +39,18 @@ def test_equal_time_training_stops_after_its_budget_with_a_last_evaluation(secon
     assert (control.should_training_stop, control.should_evaluate, control.should_save) == (stops,) * 3
 
 
-def test_the_head_bias_ablation_differs_from_ls_llama_in_the_head_bias_only(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "task, base, variant, changed",
+    [
+        ("sst2", "ls-llama", "ls-llama-head-bias", {"head_bias": (False, True)}),
+        ("twitter_fin", "ls-llama-auto", "ls-llama-auto-balanced", {"class_weights": ("none", "auto")}),
+        ("conll2003", "ls-unllama", "ls-unllama-mntp", {"mntp_steps": (0, 100)}),
+        ("conll2003", "ls-unllama", "ls-unllama-longer", {"epochs": (2.0, 4.0)}),
+    ],
+)
+def test_each_ablation_differs_from_its_base_system_in_its_one_option(
+    tmp_path, monkeypatch, task, base, variant, changed
+):
     import lsllm.training
     from bench.common import Settings
     from bench.systems import SYSTEMS
@@ -52,10 +63,10 @@ def test_the_head_bias_ablation_differs_from_ls_llama_in_the_head_bias_only(tmp_
 
     monkeypatch.setattr(lsllm.training, "train", capture)
     paths = {split: tmp_path / f"{split}.jsonl" for split in ("train", "selection", "evaluation")}
-    for name in ("ls-llama", "ls-llama-head-bias"):
+    for name in (base, variant):
         with pytest.raises(InterruptedError):
-            SYSTEMS[name].run(TASKS["sst2"], paths, ["0", "1"], Settings(), tmp_path / name)
-    plain, biased = trained
-    assert (plain.head_bias, biased.head_bias) == (False, True)
-    differing = {key for key, value in plain.to_dict().items() if biased.to_dict()[key] != value}
-    assert differing == {"head_bias", "output"}
+            SYSTEMS[name].run(TASKS[task], paths, ["0", "1"], Settings(), tmp_path / name)
+    first, second = (config.to_dict() for config in trained)
+    differing = {key for key, value in first.items() if second[key] != value}
+    assert differing == {*changed, "output"}
+    assert {key: (first[key], second[key]) for key in changed} == changed
