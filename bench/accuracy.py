@@ -29,6 +29,7 @@ from bench.common import (
     argument_parser,
     command_line,
     environment,
+    fresh_dir,
     peak_rss_mb,
     read_jsonl,
     run_child,
@@ -88,8 +89,7 @@ def run_one(args: argparse.Namespace, task_name: str, system_name: str, seed: in
     paths = prepare(task, args.data, args.work / "data", seed, args.scale, args.tier)
     labels = task_labels(task, paths)
     work_dir = args.work / "runs" / run_name(task_name, system_name, seed)
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
+    fresh_dir(work_dir)
     if system.time_of:  # trains for as long as that system took on the same task and seed
         reference = record_path(args.results, task_name, system.time_of, seed)
         if not reference.exists():

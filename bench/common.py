@@ -15,6 +15,7 @@ import os
 import platform
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,13 @@ class Settings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def fresh_dir(path: Path) -> Path:
+    """An empty folder at `path`, whatever an earlier (perhaps killed) run left there."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from bench.common import (
     SMOLLM2,
     command_line,
     environment,
+    fresh_dir,
     markdown_table,
     model_parser,
     number,
@@ -101,8 +101,7 @@ def measure(case: Case, work: Path) -> dict:
     from lsllm.modeling.memory import GiB, ModelShape, Setup, estimate
 
     folder = work / "case"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    fresh_dir(folder)
     write_rows(folder / "train.jsonl", case.batch_size, case.length)
     write_rows(folder / "dev.jsonl", 2, case.length)
     config = lsllm.TrainConfig(

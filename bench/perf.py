@@ -44,6 +44,7 @@ from bench.common import (
     argument_parser,
     command_line,
     environment,
+    fresh_dir,
     peak_rss_mb,
     percentile,
     precision,
@@ -358,8 +359,7 @@ def measure_training(
     settings = Settings(seed=args.seed)
     path = model_path(args)
     work = args.work / "runs" / f"train__{name}__{mode}__{system}__{quantize}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    fresh_dir(work)
     run = train_lsllm if system == "lsllm" else train_baseline
     result = run(task, mode, paths, labels, path, settings, work, quantize)
     shutil.rmtree(work, ignore_errors=True)
@@ -377,8 +377,7 @@ def measure_ddp(args: argparse.Namespace, name: str, mode: str, quantize: str, g
     settings = Settings(seed=args.seed)
     path = model_path(args)
     work = args.work / "runs" / f"ddp__{name}__{mode}__{quantize}__{gpus}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    fresh_dir(work)
     config = lsllm_config(
         path, task, paths, task_labels(task, paths), settings, work / "run", mode, POOLING[mode]
     )

@@ -114,6 +114,14 @@ def test_one_word_for_two_labels_is_refused_but_tags_of_one_type_share_it(causal
         label_word_rows(tokenizer, lm_rows, [" good", " bad", " good"])
 
 
+def test_different_words_of_the_same_tokens_in_other_numbers_are_refused(causal_lm):
+    """Their mean rows would be one row: " good good" and " good good good" are the same mean."""
+    tokenizer = load_tokenizer(str(causal_lm))
+    lm_rows = torch.randn(tokenizer.vocab_size + 8, 16)
+    with pytest.raises(LsllmError, match=r"' good good', ' good good good' are made of the same tokens"):
+        label_word_rows(tokenizer, lm_rows, [" good good", " bad", " good good good"])
+
+
 def test_a_model_folder_without_a_language_model_head_is_refused(tiny_model):
     backbone = build_model(TrainConfig(model=str(tiny_model), task="sequence"), 2).backbone
     with pytest.raises(LsllmError, match=r"has no language-model head weights .*use --head-init random"):

@@ -61,7 +61,7 @@ def label_word_rows(
             words[k]
             for i in range(len(words))
             for j in range(i + 1, len(words))
-            if words[i] != words[j] and torch.equal(rows[i], rows[j])
+            if words[i] != words[j] and torch.allclose(rows[i], rows[j])
             for k in (i, j)
         }
     )
