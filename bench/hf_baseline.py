@@ -23,6 +23,7 @@ from transformers import (
 from bench.common import Settings, read_jsonl, timed
 from bench.datasets import Task
 from bench.recipe import training_arguments, with_lora
+from lsllm.data.labels import LabelMap
 from lsllm.metrics import selection_metric, sequence_metrics, token_metrics
 from lsllm.training import trainer_metrics
 
@@ -125,7 +126,7 @@ def run(
         train_dataset=encoded["train"],
         eval_dataset=encoded["selection"],
         data_collator=collator,
-        compute_metrics=trainer_metrics(task.kind, labels),
+        compute_metrics=trainer_metrics(task.kind, LabelMap.from_names(labels)),
     )
     _, train_seconds = timed(trainer.train)
     output, eval_seconds = timed(lambda: trainer.predict(encoded["evaluation"]))

@@ -314,6 +314,7 @@ def train_baseline(
 
     from bench.hf_baseline import encode
     from bench.recipe import training_arguments, with_lora
+    from lsllm.data.labels import LabelMap
     from lsllm.metrics import selection_metric
     from lsllm.training import trainer_metrics
 
@@ -340,7 +341,7 @@ def train_baseline(
         train_dataset=encoded["train"],
         eval_dataset=encoded["selection"],
         data_collator=collator(tokenizer),
-        compute_metrics=trainer_metrics(task.kind, labels),
+        compute_metrics=trainer_metrics(task.kind, LabelMap.from_names(labels)),
     )
     trainer.train()
     return {

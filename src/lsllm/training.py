@@ -85,15 +85,16 @@ def decision_for(labels: LabelMap, gold, logits, per_label: bool) -> Decision:
     return Decision("multi", tune_thresholds(gold, logits, per_label))
 
 
-def trainer_metrics(config: TrainConfig, labels: LabelMap):
+def trainer_metrics(task: str, labels: LabelMap, threshold_per_label: bool = False):
     """The dev-set metric function the Trainer uses to choose the best checkpoint: a multi-label checkpoint
-    is scored at the thresholds tuned for it, as the final model will be."""
+    is scored at the thresholds tuned for it, as the final model will be. bench/'s transformers baselines
+    use it too, so every system is scored alike."""
     label_names = labels.names
 
     def compute(prediction) -> dict:
         gold = prediction.label_ids
-        if config.task != "token":
-            decision = decision_for(labels, gold, prediction.predictions, config.threshold_per_label)
+        if task != "token":
+            decision = decision_for(labels, gold, prediction.predictions, threshold_per_label)
             predicted = decision.decide(prediction.predictions).tolist()
             return label_metrics(labels.shape, gold.tolist(), predicted, label_names, decision.thresholds)
         predicted = prediction.predictions.argmax(-1)
@@ -252,7 +253,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         train_dataset=train_set,
         eval_dataset=dev_set,
         data_collator=collator,
-        compute_metrics=trainer_metrics(config, data.labels),
+        compute_metrics=trainer_metrics(config.task, data.labels, config.threshold_per_label),
         callbacks=[
             JsonlLogCallback(run.path / TRAINING_LOG),
             ManifestCallback(),

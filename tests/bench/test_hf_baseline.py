@@ -1,0 +1,27 @@
+"""The transformers + peft baseline runs end to end and is scored by lsllm's own scorer."""
+
+import pytest
+
+from bench.common import Settings
+from bench.datasets import TASKS
+from bench.hf_baseline import run
+from tests.helpers import ner_rows, sentiment_rows, write_splits
+
+
+@pytest.mark.parametrize(
+    "task, rows, labels, metric",
+    [
+        ("sst2", sentiment_rows, ["neg", "pos"], "accuracy"),
+        ("conll2003", ner_rows, ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"], "f1"),
+    ],
+)
+def test_the_hf_baseline_trains_selects_on_each_epoch_and_scores_the_evaluation_split(
+    tiny_model, tmp_path, monkeypatch, task, rows, labels, metric
+):
+    monkeypatch.setattr("bench.recipe.precision", lambda: "fp32")  # not whatever this CPU would pick
+    paths = write_splits(tmp_path, rows, {"train": 16, "selection": 8, "evaluation": 8})
+    settings = Settings(batch_size=8)
+    result = run(TASKS[task], paths, labels, str(tiny_model), settings, tmp_path / "work", lora=True)
+    selections = [record for record in result["history"] if f"eval_{metric}" in record]
+    assert [record["epoch"] for record in selections] == [1.0, 2.0]  # the budget's two epochs
+    assert 0.0 <= result["metrics"][metric] <= 1.0 and result["train_seconds"] > 0
