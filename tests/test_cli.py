@@ -319,8 +319,8 @@ def parsed_config(*argv: str):
 
 
 def test_presets_fill_values_that_the_file_and_flags_override(tmp_path):
-    tagger = parsed_config("--preset", "mntp", "--task", "token")
-    assert (tagger.attention, tagger.mntp_steps, tagger.learning_rate) == ("bidirectional", 100, 1e-4)
+    prompt = parsed_config("--preset", "prompt")
+    assert (prompt.template, prompt.head_init, prompt.learning_rate) == ("auto", "label-words", 1e-4)
     paper = parsed_config("--preset", "paper")
     assert (paper.learning_rate, paper.epochs, paper.lora_targets) == (1e-4, 10.0, ["q_proj", "v_proj"])
     config = tmp_path / "run.yaml"
@@ -339,7 +339,7 @@ def test_unknown_preset_in_a_config_file_is_a_one_line_error(tmp_path, in_proces
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"preset": "fastest"}))
     message = one_line_error(in_process("train", "--config", str(config)))
-    assert "unknown preset 'fastest'" in message and "paper, prompt, mntp, quick" in message
+    assert "unknown preset 'fastest'" in message and "paper, prompt, quick" in message
 
 
 @pytest.mark.parametrize("merge", [[], ["--merge"]], ids=["unmerged", "merged"])

@@ -43,9 +43,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Sequence runs: lsllm's instruction naming the labels, and the head from the labels' words, so that
     # training starts from what zero-shot prompting scores (SST-2 in bench/: see the README's table).
     "prompt": {"template": "auto", "head_init": "label-words"},
-    # Token runs: bidirectional attention after 100 steps of masked next-token prediction on the training
-    # texts (LLM2Vec's adaptation), the best CoNLL-2003 setting in bench/ (see the README's table).
-    "mntp": {"attention": "bidirectional", "mntp_steps": 100},
     # What bench/ uses for small budgets: every linear layer, a higher rate, two epochs.
     "quick": {"learning_rate": 5e-4, "epochs": 2.0, "batch_size": 16, "max_length": 128},
 }
