@@ -101,76 +101,71 @@ def _instruct(
 
 
 BOTH = ("sequence", "token")
+# The two method bases; each variant below adds its options to one, so it differs from it in those alone.
+_LS_LLAMA = partial(_lsllm, attention="causal", pooling="last")
+_LS_UNLLAMA = partial(_lsllm, attention="bidirectional", pooling="mean")
+_PRESET_PROMPT = partial(_LS_LLAMA, template="auto", head_init="label-words")  # lsllm --preset prompt
 SYSTEMS = {
     "ls-llama": System(
         "LS-LLaMA (lsllm, causal; last-token pooling)",
         BOTH,
-        partial(_lsllm, attention="causal", pooling="last"),
+        _LS_LLAMA,
     ),
     "ls-llama-prompt": System(
         "LS-LLaMA in the instruction prompt, head from the answer words (lsllm --template --chat-template"
         " --head-init label-words)",
         ("sequence",),
-        partial(_lsllm, attention="causal", pooling="last", prompt=True),
+        partial(_LS_LLAMA, prompt=True),
     ),
     "ls-llama-auto": System(
         "LS-LLaMA in lsllm's own instruction prompt, head from the label words (lsllm --template auto"
         " --head-init label-words: no task-specific text)",
         ("sequence",),
-        partial(_lsllm, attention="causal", pooling="last", template="auto", head_init="label-words"),
+        _PRESET_PROMPT,
     ),
     "ls-llama-auto-balanced": System(
         "--preset prompt with class weights against label imbalance (lsllm --class-weights auto;"
         " Twitter Financial News, two thirds neutral)",
         ("sequence",),
-        partial(
-            _lsllm,
-            attention="causal",
-            pooling="last",
-            template="auto",
-            head_init="label-words",
-            class_weights="auto",
-        ),
+        partial(_PRESET_PROMPT, class_weights="auto"),
         only=("twitter_fin",),
     ),
     "ls-llama-head-bias": System(
         "LS-LLaMA with a bias in the head (--head-bias; ablation, SST-2: the default has none, to export"
         " to transformers' own bias-free class)",
         ("sequence",),
-        partial(_lsllm, attention="causal", pooling="last", head_bias=True),
+        partial(_LS_LLAMA, head_bias=True),
         only=("sst2",),
     ),
     "ls-unllama": System(
         "LS-unLLaMA (lsllm, bidirectional; mean pooling)",
         BOTH,
-        partial(_lsllm, attention="bidirectional", pooling="mean"),
+        _LS_UNLLAMA,
     ),
     "ls-unllama-mntp": System(
         "LS-unLLaMA after 100 steps of MNTP on the training texts (lsllm --mntp-steps 100)",
         BOTH,
-        partial(_lsllm, attention="bidirectional", pooling="mean", mntp_steps=100),
+        partial(_LS_UNLLAMA, mntp_steps=100),
         only=("sst2", "conll2003", "wnut17"),
     ),
     "ls-unllama-longer": System(
         "LS-unLLaMA trained twice as many epochs (the control for MNTP: as many extra LoRA updates,"
         " supervised)",
         ("token",),
-        partial(_lsllm, attention="bidirectional", pooling="mean", epochs=4.0),
+        partial(_LS_UNLLAMA, epochs=4.0),
         only=("conll2003",),
     ),
     "ls-unllama-upper": System(
         "LS-unLLaMA in the upper half of the layers only (lsllm --bidirectional-layers 15:)",
         ("token",),
-        partial(_lsllm, attention="bidirectional", pooling="mean", bidirectional_layers="15:"),
+        partial(_LS_UNLLAMA, bidirectional_layers="15:"),
         only=("conll2003",),
     ),
     "ls-unllama-words": System(
         "LS-unLLaMA, head from the entity-type words (lsllm --head-init label-words, PER=person ...)",
         ("token",),
         partial(
-            _lsllm,
-            attention="bidirectional",
-            pooling="mean",
+            _LS_UNLLAMA,
             head_init="label-words",
             label_words=["PER= person", "LOC= location", "ORG= organization", "MISC= miscellaneous"],
         ),
@@ -179,7 +174,7 @@ SYSTEMS = {
     "ls-unllama-max": System(
         "LS-unLLaMA with max pooling (ablation, SST-2)",
         ("sequence",),
-        partial(_lsllm, attention="bidirectional", pooling="max"),
+        partial(_LS_UNLLAMA, pooling="max"),
         only=("sst2",),
     ),
     "hf-lora": System("HF AutoModelFor*Classification + peft LoRA", BOTH, partial(_hf, encoder=False)),
