@@ -8,6 +8,7 @@ from bench.hf_baseline import run
 from tests.helpers import ner_rows, sentiment_rows, write_splits
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # as on CPUs without and with bf16 units
 @pytest.mark.parametrize(
     "task, rows, labels, metric",
     [
@@ -16,9 +17,9 @@ from tests.helpers import ner_rows, sentiment_rows, write_splits
     ],
 )
 def test_the_hf_baseline_trains_selects_on_each_epoch_and_scores_the_evaluation_split(
-    tiny_model, tmp_path, monkeypatch, task, rows, labels, metric
+    tiny_model, tmp_path, monkeypatch, task, rows, labels, metric, precision
 ):
-    monkeypatch.setattr("bench.recipe.precision", lambda: "fp32")  # not whatever this CPU would pick
+    monkeypatch.setattr("bench.recipe.precision", lambda: precision)  # not whatever this CPU would pick
     paths = write_splits(tmp_path, rows, {"train": 16, "selection": 8, "evaluation": 8})
     settings = Settings(batch_size=8)
     result = run(TASKS[task], paths, labels, str(tiny_model), settings, tmp_path / "work", lora=True)
