@@ -3,6 +3,7 @@
     python -m bench.accuracy                      # the full table, seed 0 (about 3 h on 2 CPU cores)
     python -m bench.accuracy --tasks conll2003    # one task
     python -m bench.accuracy --tasks sst2 --systems ls-llama hf-lora --seeds 0 1 2   # more seeds
+    python -m bench.accuracy --epochs 4 --results bench/results/accuracy-4-epochs   # a longer budget
     python -m bench.report                        # rebuild table and plots from the saved runs
 
 Each (task, system, seed) runs in its own process (clean peak-memory figures, and a crash loses only
@@ -14,6 +15,7 @@ initialisation and the data order; bench.report averages over seeds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -35,7 +37,7 @@ from bench.common import (
     run_child,
     task_labels,
 )
-from bench.datasets import SPLITS, TASKS, TIERS, prepare
+from bench.datasets import SPLITS, TASKS, TIERS, Task, prepare
 from bench.systems import SYSTEMS
 from lsllm.atomic import write_json_atomic
 
@@ -68,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="training data: the budget's examples (base), 4x as many (large), or the whole split (full);"
         " give each tier its own --results folder",
     )
+    parser.add_argument(
+        "--epochs",
+        type=float,
+        help="train every system this many epochs instead of the task's budget (a longer budget that keeps"
+        " the comparison fair); give it its own --results folder",
+    )
     parser.add_argument("--force", action="store_true", help="rerun runs that already have results")
     parser.add_argument("--one", nargs=3, metavar=("TASK", "SYSTEM", "SEED"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -82,9 +90,16 @@ def record_path(results: Path, task: str, system: str, seed: int) -> Path:
     return results / "runs" / f"{run_name(task, system, seed)}.json"
 
 
+def budgeted(task: Task, epochs: float | None) -> Task:
+    """The task with its budget's epochs replaced, so that every system reads the same longer budget."""
+    if epochs is None:
+        return task
+    return dataclasses.replace(task, budget=dataclasses.replace(task.budget, epochs=epochs))
+
+
 def run_one(args: argparse.Namespace, task_name: str, system_name: str, seed: int, command: str) -> None:
     """Run one system on one task with one seed in this process and save its record."""
-    task, system = TASKS[task_name], SYSTEMS[system_name]
+    task, system = budgeted(TASKS[task_name], args.epochs), SYSTEMS[system_name]
     settings = Settings(seed=seed)
     paths = prepare(task, args.data, args.work / "data", seed, args.scale, args.tier)
     labels = task_labels(task, paths)

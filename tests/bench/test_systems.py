@@ -70,3 +70,26 @@ def test_each_ablation_differs_from_its_base_system_in_its_one_option(
     differing = {key for key, value in first.items() if second[key] != value}
     assert differing == {*changed, "output"}
     assert {key: (first[key], second[key]) for key in changed} == changed
+
+
+def test_a_longer_budget_reaches_lsllm_and_the_transformers_recipe_alike(tmp_path, monkeypatch):
+    import lsllm.training
+    from bench.accuracy import budgeted
+    from bench.common import Settings
+    from bench.recipe import training_arguments
+    from bench.systems import SYSTEMS
+
+    task = budgeted(TASKS["conll2003"], 4.0)
+    trained = []
+
+    def capture(config):
+        trained.append(config)
+        raise InterruptedError
+
+    monkeypatch.setattr(lsllm.training, "train", capture)
+    paths = {split: tmp_path / f"{split}.jsonl" for split in ("train", "selection", "evaluation")}
+    with pytest.raises(InterruptedError):
+        SYSTEMS["ls-llama"].run(task, paths, ["O", "B-PER"], Settings(), tmp_path / "run")
+    arguments = training_arguments(task, Settings(), tmp_path, 5e-4, "f1")
+    assert (trained[0].epochs, arguments.num_train_epochs) == (4.0, 4.0)
+    assert TASKS["conll2003"].budget.epochs == 2 and budgeted(task, None) is task
