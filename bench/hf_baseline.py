@@ -12,9 +12,6 @@ from pathlib import Path
 
 import numpy as np
 from transformers import (
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    AutoTokenizer,
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
     Trainer,
@@ -83,6 +80,83 @@ def _metrics(task: Task, names: list[str], rows: list[dict], output) -> dict:
     return token_metrics([row["tags"] for row in rows], predicted)
 
 
+def build_trainer(
+    task: Task,
+    tokenizer,
+    model,
+    labels: list[str],
+    rows: dict[str, list[dict]],
+    settings: Settings,
+    work_dir: Path,
+    learning_rate: float,
+) -> tuple[Trainer, dict[str, list[dict]]]:
+    """The recipe's Trainer, shared by the accuracy and speed benchmarks: every split of `rows` encoded
+    as the baseline trains on them, the best epoch chosen on the selection split."""
+    label_ids = {name: i for i, name in enumerate(labels)}
+    encoded = {
+        split: encode(task, tokenizer, r, label_ids, task.budget.max_length) for split, r in rows.items()
+    }
+    collator = DataCollatorWithPadding if task.kind == "sequence" else DataCollatorForTokenClassification
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(
+            task, settings, work_dir, learning_rate=learning_rate, metric=selection_metric(task.kind)
+        ),
+        train_dataset=encoded["train"],
+        eval_dataset=encoded["selection"],
+        data_collator=collator(tokenizer),
+        compute_metrics=trainer_metrics(task.kind, LabelMap.from_names(labels)),
+    )
+    return trainer, encoded
+
+
+def baseline_model(
+    kind: str, labels: list[str], path: str, mode: str | None = None, dtype=None, quantize: str = "none"
+):
+    """AutoModelFor*Classification in `dtype` (default fp32), or quantised as QLoRA loads it (`quantize`,
+    with the same bitsandbytes settings as lsllm's), in the attention mode asked.
+
+    transformers 5 honours `config.is_causal = False`; lsllm's probe proves the switch took effect.
+    """
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
+
+    from lsllm.modeling import quantization
+    from lsllm.modeling.attention import check_attention
+
+    notes = []
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+        notes.append("the baseline's tokenizer had no pad token; it pads with eos")
+    auto = AutoModelForSequenceClassification if kind == "sequence" else AutoModelForTokenClassification
+    loading = quantization.loading_options(quantize, torch.device("cuda", 0)) if quantize != "none" else {}
+    model = auto.from_pretrained(
+        path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        pad_token_id=tokenizer.pad_token_id,
+        dtype=torch.bfloat16 if loading else (dtype or torch.float32),
+        **loading,
+    )
+    if loading:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if mode is not None:
+        model.config.is_causal = mode == "causal"
+        check_attention(model.base_model, mode, model.config.vocab_size)
+    return tokenizer, model, notes
+
+
+# --- training ----------------------------------------------------------------------------------------
+
+
 def run(
     task: Task,
     paths: dict[str, Path],
@@ -93,41 +167,12 @@ def run(
     lora: bool,
 ) -> dict:
     """Train on the training split, select on the selection split, evaluate once on the evaluation split."""
-    label_ids = {name: i for i, name in enumerate(labels)}
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    auto = AutoModelForSequenceClassification if task.kind == "sequence" else AutoModelForTokenClassification
-    model = auto.from_pretrained(
-        model_path,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id=label_ids,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    tokenizer, model, _ = baseline_model(task.kind, labels, model_path)
     if lora:
         model = with_lora(model, settings, "SEQ_CLS" if task.kind == "sequence" else "TOKEN_CLS")
     rows = {split: read_jsonl(path) for split, path in paths.items()}
-    encoded = {
-        split: encode(task, tokenizer, r, label_ids, task.budget.max_length) for split, r in rows.items()
-    }
-    collator = (DataCollatorWithPadding if task.kind == "sequence" else DataCollatorForTokenClassification)(
-        tokenizer
-    )
-    trainer = Trainer(
-        model=model,
-        args=training_arguments(
-            task,
-            settings,
-            work_dir,
-            learning_rate=settings.learning_rate if lora else settings.encoder_learning_rate,
-            metric=selection_metric(task.kind),
-        ),
-        train_dataset=encoded["train"],
-        eval_dataset=encoded["selection"],
-        data_collator=collator,
-        compute_metrics=trainer_metrics(task.kind, LabelMap.from_names(labels)),
-    )
+    learning_rate = settings.learning_rate if lora else settings.encoder_learning_rate
+    trainer, encoded = build_trainer(task, tokenizer, model, labels, rows, settings, work_dir, learning_rate)
     _, train_seconds = timed(trainer.train)
     output, eval_seconds = timed(lambda: trainer.predict(encoded["evaluation"]))
     return {

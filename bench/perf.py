@@ -237,50 +237,6 @@ def shapes_of(path: str) -> Shapes:
     return Shapes.from_config(AutoConfig.from_pretrained(path))
 
 
-def baseline_model(kind: str, labels: list[str], path: str, mode: str, dtype=None, quantize: str = "none"):
-    """AutoModelFor*Classification in `dtype` (default fp32), or quantised as QLoRA loads it (`quantize`,
-    with the same bitsandbytes settings as lsllm's), in the attention mode asked.
-
-    transformers 5 honours `config.is_causal = False`; lsllm's probe proves the switch took effect.
-    """
-    import torch
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-        AutoTokenizer,
-    )
-
-    from lsllm.modeling import quantization
-    from lsllm.modeling.attention import check_attention
-
-    notes = []
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-        notes.append("the baseline's tokenizer had no pad token; it pads with eos")
-    auto = AutoModelForSequenceClassification if kind == "sequence" else AutoModelForTokenClassification
-    loading = quantization.loading_options(quantize, torch.device("cuda", 0)) if quantize != "none" else {}
-    model = auto.from_pretrained(
-        path,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)},
-        pad_token_id=tokenizer.pad_token_id,
-        dtype=torch.bfloat16 if loading else (dtype or torch.float32),
-        **loading,
-    )
-    if loading:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    model.config.is_causal = mode == "causal"
-    check_attention(model.base_model, mode, model.config.vocab_size)
-    return tokenizer, model, notes
-
-
-# --- training ----------------------------------------------------------------------------------------
-
-
 def train_lsllm(
     task: Task, mode: str, paths, labels, path: str, settings: Settings, work: Path, quantize: str
 ) -> dict:
@@ -310,38 +266,17 @@ def train_baseline(
     task: Task, mode: str, paths, labels, path: str, settings: Settings, work: Path, quantize: str
 ) -> dict:
     import torch
-    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer
 
-    from bench.hf_baseline import encode
-    from bench.recipe import training_arguments, with_lora
-    from lsllm.data.labels import LabelMap
-    from lsllm.metrics import selection_metric
-    from lsllm.training import trainer_metrics
+    from bench.hf_baseline import baseline_model, build_trainer
+    from bench.recipe import with_lora
 
-    bf16 = precision() == "bf16"  # what lsllm's precision 'auto' picks: fp32 on CPUs without bf16 units
-    dtype = torch.bfloat16 if bf16 else torch.float32  # loaded in the format it trains in, as lsllm is
+    # Loaded in the format it trains in, as lsllm is: bf16 where lsllm's precision 'auto' picks it.
+    dtype = torch.bfloat16 if precision() == "bf16" else torch.float32
     tokenizer, model, notes = baseline_model(task.kind, labels, path, mode, dtype, quantize)
     model = with_lora(model, settings, "SEQ_CLS" if task.kind == "sequence" else "TOKEN_CLS")
-    label_ids = {name: i for i, name in enumerate(labels)}
-    encoded = {
-        split: encode(task, tokenizer, read_jsonl(paths[split]), label_ids, task.budget.max_length)
-        for split in ("train", "selection")
-    }
-    collator = DataCollatorWithPadding if task.kind == "sequence" else DataCollatorForTokenClassification
-    trainer = Trainer(
-        model=model,
-        args=training_arguments(
-            task,
-            settings,
-            work,
-            learning_rate=settings.learning_rate,
-            metric=selection_metric(task.kind),
-            bf16=bf16,
-        ),
-        train_dataset=encoded["train"],
-        eval_dataset=encoded["selection"],
-        data_collator=collator(tokenizer),
-        compute_metrics=trainer_metrics(task.kind, LabelMap.from_names(labels)),
+    rows = {split: read_jsonl(paths[split]) for split in ("train", "selection")}
+    trainer, encoded = build_trainer(
+        task, tokenizer, model, labels, rows, settings, work, settings.learning_rate
     )
     trainer.train()
     return {
@@ -517,6 +452,8 @@ def measure_prediction(args: argparse.Namespace, name: str, system: str) -> dict
             return classifier.predict(chunk, batch_size=batch_size)
     else:
         from transformers import pipeline
+
+        from bench.hf_baseline import baseline_model
 
         tokenizer, model, notes = baseline_model(task.kind, labels, path, mode)
         model.to(predict_dtype())

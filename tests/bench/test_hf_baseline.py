@@ -26,3 +26,27 @@ def test_the_hf_baseline_trains_selects_on_each_epoch_and_scores_the_evaluation_
     selections = [record for record in result["history"] if f"eval_{metric}" in record]
     assert [record["epoch"] for record in selections] == [1.0, 2.0]  # the budget's two epochs
     assert 0.0 <= result["metrics"][metric] <= 1.0 and result["train_seconds"] > 0
+
+
+def test_the_speed_benchmark_trains_the_same_recipe_in_the_attention_mode_asked(
+    tiny_model, tmp_path, monkeypatch
+):
+    from bench.perf import train_baseline
+
+    monkeypatch.setattr("bench.perf.precision", lambda: "fp32")
+    monkeypatch.setattr("bench.recipe.precision", lambda: "fp32")
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    paths = write_splits(tmp_path, ner_rows, {"train": 16, "selection": 8})
+    result = train_baseline(
+        TASKS["conll2003"],
+        "bidirectional",
+        paths,
+        labels,
+        str(tiny_model),
+        Settings(batch_size=8),
+        tmp_path,
+        "none",
+    )
+    selections = [record for record in result["history"] if "eval_f1" in record]
+    assert [record["epoch"] for record in selections] == [1.0, 2.0]
+    assert len(result["lengths"]) == 16 and all(length > 0 for length in result["lengths"])
