@@ -49,12 +49,17 @@ def _lsllm(
     **options,
 ) -> dict:
     from bench.recipe import lsllm_config
-    from lsllm import load, train
 
     config = lsllm_config(SMOLLM2, task, paths, labels, settings, work_dir / "run", attention, pooling)
     if prompt:
         config = dataclasses.replace(config, **instruction_prompt(task))
-    config = dataclasses.replace(config, **options)
+    return _trained(dataclasses.replace(config, **options), paths)
+
+
+def _trained(config, paths) -> dict:
+    """Train with `config`, then score the evaluation split (and again with int8 weights on CPU)."""
+    from lsllm import load, train
+
     result, train_seconds = timed(lambda: train(config))
     classifier = load(result.run_dir)
     metrics, eval_seconds = timed(lambda: classifier.evaluate(str(paths["evaluation"])))
@@ -70,6 +75,25 @@ def _lsllm(
         int8_metrics, int8_seconds = timed(lambda: quantized.evaluate(str(paths["evaluation"])))
         found["int8"] = {"metrics": int8_metrics, "eval_seconds": int8_seconds}
     return found
+
+
+def _lsllm_defaults(task: Task, paths, labels, settings: Settings, work_dir: Path) -> dict:
+    """lsllm as the README tells a user to run it: its own defaults (3 epochs, learning rate 1e-4, batch 8),
+    not the benchmark's budget, and --preset prompt for sequence tasks."""
+    from lsllm import TrainConfig
+
+    options = {
+        "model": SMOLLM2,
+        "task": task.kind,
+        "train": str(paths["train"]),
+        "dev": str(paths["selection"]),
+        "output": str(work_dir / "run"),
+        "labels": labels,
+        "seed": settings.seed,
+        "save_total_limit": 1,
+    }
+    preset = {"preset": "prompt"} if task.kind == "sequence" else {}
+    return _trained(TrainConfig.from_dict({**options, **preset}), paths)
 
 
 def smollm2_path() -> str:
@@ -176,6 +200,12 @@ SYSTEMS = {
         ("sequence",),
         partial(_LS_UNLLAMA, pooling="max"),
         only=("sst2",),
+    ),
+    "lsllm-defaults": System(
+        "lsllm as a user runs it: its own defaults, not the budget's (3 epochs, lr 1e-4, batch 8; --preset"
+        " prompt for sequence tasks; token tasks train LS-unLLaMA)",
+        BOTH,
+        _lsllm_defaults,
     ),
     "hf-lora": System("HF AutoModelFor*Classification + peft LoRA", BOTH, partial(_hf, encoder=False)),
     "minilm": System("all-MiniLM-L6-v2 encoder, full fine-tuning", BOTH, partial(_hf, encoder=True)),

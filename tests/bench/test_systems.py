@@ -93,3 +93,30 @@ def test_a_longer_budget_reaches_lsllm_and_the_transformers_recipe_alike(tmp_pat
     arguments = training_arguments(task, Settings(), tmp_path, 5e-4, "f1")
     assert (trained[0].epochs, arguments.num_train_epochs) == (4.0, 4.0)
     assert TASKS["conll2003"].budget.epochs == 2 and budgeted(task, None) is task
+
+
+@pytest.mark.parametrize("task, template", [("sst2", "auto"), ("conll2003", None)])
+def test_the_defaults_system_trains_with_what_a_user_gets_by_leaving_options_out(
+    tmp_path, monkeypatch, task, template
+):
+    import lsllm.training
+    from bench.common import Settings
+    from bench.systems import SYSTEMS
+
+    trained = []
+
+    def capture(config):
+        trained.append(config)
+        raise InterruptedError
+
+    monkeypatch.setattr(lsllm.training, "train", capture)
+    paths = {split: tmp_path / f"{split}.jsonl" for split in ("train", "selection", "evaluation")}
+    with pytest.raises(InterruptedError):
+        SYSTEMS["lsllm-defaults"].run(TASKS[task], paths, ["0", "1"], Settings(seed=2), tmp_path / "run")
+    config, default = trained[0], TrainConfig(model="m", task=TASKS[task].kind)
+    assert (config.epochs, config.learning_rate, config.batch_size) == (
+        default.epochs,
+        default.learning_rate,
+        default.batch_size,
+    )
+    assert (config.template, config.seed, config.attention) == (template, 2, default.attention)
