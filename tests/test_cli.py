@@ -198,6 +198,7 @@ def test_help_explains_the_options():
         "--resume",
         "--config",
         "LoRA rank (default: 12)",
+        "--epochs EPOCHS       training epochs; default: 4 for token runs",
         "--report-to {none,tensorboard,wandb}",
     ):
         assert words in result.stdout
@@ -319,7 +320,7 @@ def parsed_config(*argv: str):
 
 
 def test_presets_fill_values_that_the_file_and_flags_override(tmp_path):
-    prompt = parsed_config("--preset", "prompt")
+    prompt = parsed_config("--task", "sequence", "--preset", "prompt")
     assert (prompt.template, prompt.head_init, prompt.learning_rate) == ("auto", "label-words", 1e-4)
     paper = parsed_config("--preset", "paper")
     assert (paper.learning_rate, paper.epochs, paper.lora_targets) == (1e-4, 10.0, ["q_proj", "v_proj"])
@@ -385,6 +386,18 @@ def test_a_layer_range_that_starts_with_a_dash_is_read_as_a_value(
         in_process(*train_args(tiny_model, "token", ner, tmp_path / "out", "--epochs", "1", *spelling))
     )
     assert "--bidirectional-layers -9:-5 selects none of this model's 2 layers" in error
+
+
+def test_training_defaults_follow_the_task_and_give_way_to_presets_and_flags():
+    def training(*argv: str) -> tuple:
+        config = parsed_config(*argv)
+        return config.learning_rate, config.batch_size, config.epochs
+
+    assert training("--task", "token") == (5e-4, 16, 4.0)  # taggers lagged far behind at 1e-4 (bench/)
+    assert training("--task", "sequence") == (1e-4, 8, 3.0)
+    assert training("--task", "regression") == (1e-4, 8, 3.0)
+    assert training("--task", "token", "--preset", "paper") == (1e-4, 8, 10.0)
+    assert training("--task", "token", "--learning-rate", "2e-4", "--batch-size", "4") == (2e-4, 4, 4.0)
 
 
 def test_head_bias_is_a_flag_both_ways():

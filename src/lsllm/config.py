@@ -48,6 +48,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Training defaults by task, measured in bench/ (README, "Accuracy against the alternatives"): taggers
+# trained at 1e-4 lagged far behind (CoNLL-2003 entity F1 46.5 against 72.7 with these values).
+TASK_TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sequence": {"epochs": 3.0, "learning_rate": 1e-4, "batch_size": 8},
+    "regression": {"epochs": 3.0, "learning_rate": 1e-4, "batch_size": 8},
+    "token": {"epochs": 4.0, "learning_rate": 5e-4, "batch_size": 16},
+}
+
+
 # What a run saved before an option existed meant by leaving it out, where a new run's default differs:
 # every head had a bias until --head-bias came.
 SAVED_RUN_DEFAULTS: dict[str, Any] = {"head_bias": True}
@@ -191,9 +200,13 @@ class TrainConfig:
     lora_targets: list[str] | None = option(
         None, "module names to adapt, e.g. q_proj v_proj (default: every linear layer of the backbone)"
     )
-    epochs: float = option(3.0, "training epochs")
-    learning_rate: float = option(1e-4, "peak learning rate (linear decay)")
-    batch_size: int = option(8, "examples per device batch")
+    epochs: float | None = option(None, "training epochs; default: 4 for token runs, 3 otherwise")
+    learning_rate: float | None = option(
+        None, "peak learning rate (linear decay); default: 5e-4 for token runs, 1e-4 otherwise"
+    )
+    batch_size: int | None = option(
+        None, "examples per device batch; default: 16 for token runs, 8 otherwise"
+    )
     grad_accum: int = option(1, "batches accumulated per optimiser step")
     warmup_ratio: float = option(0.0, "fraction of steps spent warming up the learning rate")
     weight_decay: float = option(0.0, "AdamW weight decay")
@@ -245,6 +258,9 @@ class TrainConfig:
             self.attention = "bidirectional" if self.task == "token" else "causal"
         if self.head_bias is None and self.task in TASKS:
             self.head_bias = self.task == "token"
+        for name, value in TASK_TRAINING_DEFAULTS.get(self.task, {}).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
     def validate(
         self, required: tuple[str, ...] = ("model", "task", "train", "dev", "output")
