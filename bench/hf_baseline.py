@@ -154,9 +154,6 @@ def baseline_model(
     return tokenizer, model, notes
 
 
-# --- training ----------------------------------------------------------------------------------------
-
-
 def run(
     task: Task,
     paths: dict[str, Path],

@@ -237,6 +237,9 @@ def shapes_of(path: str) -> Shapes:
     return Shapes.from_config(AutoConfig.from_pretrained(path))
 
 
+# --- training ----------------------------------------------------------------------------------------
+
+
 def train_lsllm(
     task: Task, mode: str, paths, labels, path: str, settings: Settings, work: Path, quantize: str
 ) -> dict:
