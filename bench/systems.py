@@ -78,8 +78,8 @@ def _trained(config, paths) -> dict:
 
 
 def _lsllm_defaults(task: Task, paths, labels, settings: Settings, work_dir: Path) -> dict:
-    """lsllm as the README tells a user to run it: its own defaults (3 epochs, learning rate 1e-4, batch 8),
-    not the benchmark's budget, and --preset prompt for sequence tasks."""
+    """lsllm as the README tells a user to run it: its own defaults for the task (TrainConfig's), not the
+    benchmark's budget, and --preset prompt for sequence tasks."""
     from lsllm import TrainConfig
 
     options = {
@@ -202,8 +202,8 @@ SYSTEMS = {
         only=("sst2",),
     ),
     "lsllm-defaults": System(
-        "lsllm as a user runs it: its own defaults, not the budget's (3 epochs, lr 1e-4, batch 8; --preset"
-        " prompt for sequence tasks; token tasks train LS-unLLaMA)",
+        "lsllm as a user runs it: its own defaults for the task, not the budget's (--preset prompt for"
+        " sequence tasks; token tasks train LS-unLLaMA)",
         BOTH,
         _lsllm_defaults,
     ),

@@ -39,6 +39,30 @@ def test_equal_time_training_stops_after_its_budget_with_a_last_evaluation(secon
     assert (control.should_training_stop, control.should_evaluate, control.should_save) == (stops,) * 3
 
 
+@pytest.fixture
+def trained_config(tmp_path, monkeypatch):
+    """The lsllm configuration a bench system trains with, captured where training would start."""
+    import lsllm.training
+    from bench.common import Settings
+    from bench.systems import SYSTEMS
+
+    trained = []
+
+    def capture(config):
+        trained.append(config)
+        raise InterruptedError
+
+    monkeypatch.setattr(lsllm.training, "train", capture)
+    paths = {split: tmp_path / f"{split}.jsonl" for split in ("train", "selection", "evaluation")}
+
+    def run(system: str, task, labels=("0", "1"), seed: int = 0):
+        with pytest.raises(InterruptedError):
+            SYSTEMS[system].run(task, paths, list(labels), Settings(seed=seed), tmp_path / system)
+        return trained[-1]
+
+    return run
+
+
 @pytest.mark.parametrize(
     "task, base, variant, changed",
     [
@@ -49,71 +73,32 @@ def test_equal_time_training_stops_after_its_budget_with_a_last_evaluation(secon
     ],
 )
 def test_each_ablation_differs_from_its_base_system_in_its_one_option(
-    tmp_path, monkeypatch, task, base, variant, changed
+    trained_config, task, base, variant, changed
 ):
-    import lsllm.training
-    from bench.common import Settings
-    from bench.systems import SYSTEMS
-
-    trained = []
-
-    def capture(config):  # the configuration each system trains with; no training needed
-        trained.append(config)
-        raise InterruptedError
-
-    monkeypatch.setattr(lsllm.training, "train", capture)
-    paths = {split: tmp_path / f"{split}.jsonl" for split in ("train", "selection", "evaluation")}
-    for name in (base, variant):
-        with pytest.raises(InterruptedError):
-            SYSTEMS[name].run(TASKS[task], paths, ["0", "1"], Settings(), tmp_path / name)
-    first, second = (config.to_dict() for config in trained)
+    first, second = (trained_config(name, TASKS[task]).to_dict() for name in (base, variant))
     differing = {key for key, value in first.items() if second[key] != value}
     assert differing == {*changed, "output"}
     assert {key: (first[key], second[key]) for key in changed} == changed
 
 
-def test_a_longer_budget_reaches_lsllm_and_the_transformers_recipe_alike(tmp_path, monkeypatch):
-    import lsllm.training
+def test_a_longer_budget_reaches_lsllm_and_the_transformers_recipe_alike(tmp_path, trained_config):
     from bench.accuracy import budgeted
     from bench.common import Settings
     from bench.recipe import training_arguments
-    from bench.systems import SYSTEMS
 
     task = budgeted(TASKS["conll2003"], 4.0)
-    trained = []
-
-    def capture(config):
-        trained.append(config)
-        raise InterruptedError
-
-    monkeypatch.setattr(lsllm.training, "train", capture)
-    paths = {split: tmp_path / f"{split}.jsonl" for split in ("train", "selection", "evaluation")}
-    with pytest.raises(InterruptedError):
-        SYSTEMS["ls-llama"].run(task, paths, ["O", "B-PER"], Settings(), tmp_path / "run")
+    config = trained_config("ls-llama", task, labels=("O", "B-PER"))
     arguments = training_arguments(task, Settings(), tmp_path, 5e-4, "f1")
-    assert (trained[0].epochs, arguments.num_train_epochs) == (4.0, 4.0)
+    assert (config.epochs, arguments.num_train_epochs) == (4.0, 4.0)
     assert TASKS["conll2003"].budget.epochs == 2 and budgeted(task, None) is task
 
 
 @pytest.mark.parametrize("task, template", [("sst2", "auto"), ("conll2003", None)])
 def test_the_defaults_system_trains_with_what_a_user_gets_by_leaving_options_out(
-    tmp_path, monkeypatch, task, template
+    trained_config, task, template
 ):
-    import lsllm.training
-    from bench.common import Settings
-    from bench.systems import SYSTEMS
-
-    trained = []
-
-    def capture(config):
-        trained.append(config)
-        raise InterruptedError
-
-    monkeypatch.setattr(lsllm.training, "train", capture)
-    paths = {split: tmp_path / f"{split}.jsonl" for split in ("train", "selection", "evaluation")}
-    with pytest.raises(InterruptedError):
-        SYSTEMS["lsllm-defaults"].run(TASKS[task], paths, ["0", "1"], Settings(seed=2), tmp_path / "run")
-    config, default = trained[0], TrainConfig(model="m", task=TASKS[task].kind)
+    config = trained_config("lsllm-defaults", TASKS[task], seed=2)
+    default = TrainConfig(model="m", task=TASKS[task].kind)
     assert (config.epochs, config.learning_rate, config.batch_size) == (
         default.epochs,
         default.learning_rate,
