@@ -22,6 +22,14 @@ IGNORE = -100
 EVAL_BATCH_SIZE = 8
 
 
+def chat_prompt(tokenizer, task: Task, text: str) -> str:
+    """The task's instruction naming its answer words, then the text, as the user's chat turn, with the
+    assistant's turn opened for the answer."""
+    message = f"{task.description} Answer with one of: {', '.join(task.label_words.values())}.\n\n{text}"
+    chat = [{"role": "user", "content": message}]
+    return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+
+
 class Prompter:
     """Builds chat prompts and answers for one task, and knows each label's first answer token."""
 
@@ -39,10 +47,7 @@ class Prompter:
 
     def prompt(self, text: str) -> list[int]:
         text = self.tokenizer.decode(self._ids(text)[: self.task.budget.max_length])
-        choices = ", ".join(self.words)
-        message = f"{self.task.description} Answer with one of: {choices}.\n\n{text}"
-        chat = [{"role": "user", "content": message}]
-        return self._ids(self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
+        return self._ids(chat_prompt(self.tokenizer, self.task, text))
 
     def training_example(self, row: dict) -> dict:
         prompt = self.prompt(row["text"])

@@ -26,12 +26,11 @@ class System:
 
 
 def instruction_prompt(task: Task) -> dict:
-    """lsllm's options for the instruction-tuning system's prompt (the task's instruction and answer words,
-    in the chat template) with the head started from the answer words' rows."""
-    choices = ", ".join(task.label_words.values())
+    """lsllm's options for the instruction-tuning system's prompt: --preset prompt with the task's
+    instruction and answer words (--instruction, --label-words), so that lsllm reads what it reads."""
     return {
-        "template": f"{task.description} Answer with one of: {choices}.\n\n{{text}}",
-        "chat_template": True,
+        "template": "auto",
+        "instruction": task.description,
         "head_init": "label-words",
         "label_words": [f"{label}={word}" for label, word in task.label_words.items()],
     }
@@ -136,8 +135,8 @@ SYSTEMS = {
         _LS_LLAMA,
     ),
     "ls-llama-prompt": System(
-        "LS-LLaMA in the instruction prompt, head from the answer words (lsllm --template --chat-template"
-        " --head-init label-words)",
+        "LS-LLaMA in the instruction-tuning system's prompt, head from its answer words (lsllm --preset"
+        " prompt --instruction TASK'S --label-words ...)",
         ("sequence",),
         partial(_LS_LLAMA, prompt=True),
     ),

@@ -166,6 +166,11 @@ class TrainConfig:
     chat_template: bool = option(
         False, "sequence task: wrap the prompt in the model's chat template as the user's turn"
     )
+    instruction: str | None = option(
+        None,
+        "--template auto: what to ask of each text, in place of 'Classify the text.', e.g. 'Classify the"
+        " market sentiment of this financial tweet.' (a task's own words scored higher in bench/)",
+    )
     head_init: str = option(
         "random",
         "start the head from random numbers, or (label-words) from the language-model head's rows of each"
@@ -343,6 +348,11 @@ class TrainConfig:
         if self.chat_template and self.template == "auto":
             raise LsllmError(
                 "--template auto uses the model's chat template when it has one; leave out --chat-template"
+            )
+        if self.instruction is not None and self.template != "auto":
+            raise LsllmError(
+                "--instruction fills --template auto's prompt; add --template auto (or --preset prompt), or"
+                " write the instruction into your own --template"
             )
         if self.chat_template and not self.template:
             raise LsllmError("--chat-template needs a --template, e.g. '{text}' to send the text as it is")

@@ -5,25 +5,29 @@ from __future__ import annotations
 import pytest
 
 from bench.datasets import TASKS
+from bench.instruct import chat_prompt
 from bench.systems import instruction_prompt
 from lsllm.config import TrainConfig
-from lsllm.data.prompts import Prompt
+from lsllm.data.prompts import Prompt, resolve_template
 from tests.tiny import byte_level_tokenizer
 
 SEQUENCE_TASKS = [name for name, task in TASKS.items() if task.kind == "sequence"]
 
 
 @pytest.mark.parametrize("name", SEQUENCE_TASKS)
-def test_the_instruction_prompt_is_a_valid_lsllm_prompt_naming_every_answer_word(name):
+def test_lsllm_reads_the_instruction_tuning_systems_own_prompt(name):
     task = TASKS[name]
     options = instruction_prompt(task)
-    TrainConfig(model="m", task="sequence", train="t", dev="d", output="o", **options).validate()
+    config = TrainConfig(model="m", task="sequence", train="t", dev="d", output="o", **options)
     tokenizer = byte_level_tokenizer()
-    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
-    filled = Prompt(options["template"], chat=True, tokenizer=tokenizer).format("a tweet", None)
-    assert filled.startswith(task.description) and filled.endswith("\n\na tweet")
-    assert all(word in filled for word in task.label_words.values())
-    assert {entry.split("=")[0] for entry in options["label_words"]} == set(task.label_words)
+    tokenizer.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    )
+    written = resolve_template(config.validate(), list(task.label_words), tokenizer)
+    filled = Prompt(written.template, written.chat_template, tokenizer).format("a tweet", None)
+    assert filled == chat_prompt(tokenizer, task, "a tweet")
+    assert filled.startswith(f"<user>{task.description} Answer with one of: ")
+    assert filled.endswith("\n\na tweet<assistant>")
 
 
 @pytest.mark.parametrize("seconds, stops", [(0.0, True), (3600.0, False)])

@@ -84,6 +84,11 @@ def test_a_template_longer_than_max_length_is_an_error(tokenizer):
         ({"template": "Review:"}, "has no \\{text\\}"),
         ({"chat_template": True}, "--chat-template needs a --template"),
         ({"chat_template": True, "template": "auto"}, "--template auto uses the model's chat template"),
+        ({"instruction": "Is it {good}?"}, "--instruction fills --template auto's prompt; add --template"),
+        (
+            {"instruction": "Rate it.", "template": "Review: {text}"},
+            "--instruction fills --template auto's prompt",
+        ),
         ({"task": "token", "template": "{text}"}, "are for sequence runs"),
         ({"label_words": ["pos"]}, "takes LABEL=WORD pairs, not 'pos'"),
     ],
@@ -120,3 +125,13 @@ def test_template_auto_names_the_labels_and_answers_in_the_chat_turn_where_there
     )
     written = TrainConfig(task="sequence", template="Review: {text}")
     assert resolve_template(written, ["neg", "pos"], tokenizer) is written
+
+
+def test_an_instruction_replaces_the_generic_one_and_lives_on_in_the_written_template(tokenizer):
+    asked = auto(tokenizer, ["neg", "pos"], instruction=" Is this {film} review kind? ")
+    written = "Is this {{film}} review kind? Answer with one of: neg, pos.\n\nText: {text}\nAnswer:"
+    assert asked.template == written
+    assert asked.instruction is None  # the written template carries it; the saved run needs no more
+    assert asked.validate(required=()) is asked
+    shown = Prompt(asked.template, False, tokenizer).format("a fine film", None)
+    assert shown == "Is this {film} review kind? Answer with one of: neg, pos.\n\nText: a fine film\nAnswer:"

@@ -148,7 +148,10 @@ def test_a_templated_label_word_run_trains_saves_and_predicts_the_same_after_rel
     assert reloaded.evaluate(str(files["dev"])) == result.metrics["dev"]
 
 
-def test_a_run_with_template_auto_keeps_the_written_out_prompt(causal_lm, tmp_path):
+@pytest.mark.parametrize(
+    ("instruction", "asked"), [(None, "Classify the text."), ("Is the review kind?", "Is the review kind?")]
+)
+def test_a_run_with_template_auto_keeps_the_written_out_prompt(causal_lm, tmp_path, instruction, asked):
     from tests.helpers import sentiment_rows
 
     files = {
@@ -157,11 +160,12 @@ def test_a_run_with_template_auto_keeps_the_written_out_prompt(causal_lm, tmp_pa
     }
     config = lsllm.TrainConfig(
         model=str(causal_lm), task="sequence", train=str(files["train"]), dev=str(files["dev"]),
-        output=str(tmp_path / "run"), template="auto", head_init="label-words",
+        output=str(tmp_path / "run"), template="auto", instruction=instruction, head_init="label-words",
         epochs=1, batch_size=8, lora_r=4, precision="fp32",
     )  # fmt: skip
     result = lsllm.train(config)
     saved = lsllm.TrainConfig.from_yaml(result.run_dir / "config.yaml")
-    expected = "Classify the text. Answer with one of: neg, pos.\n\nText: {text}\nAnswer:"
+    expected = f"{asked} Answer with one of: neg, pos.\n\nText: {{text}}\nAnswer:"
     assert (saved.template, saved.chat_template) == (expected, False)  # the tiny tokenizer has no chat
+    assert saved.instruction is None  # it lives on in the written-out template
     assert lsllm.load(result.run_dir, precision="fp32").data.encoder.prompt.template == expected

@@ -31,12 +31,19 @@ def label_words(names: list, given: list[str] | None, chat: bool) -> list[str]:
 AUTO = "auto"  # --template auto: the instruction below, naming the run's labels
 
 
-def instruction_template(words: list[str], chat: bool, pair: bool) -> str:
-    """The prompt of --template auto: an instruction that names every label's word, then the text (and
-    its pair); in a chat template the model answers in its own turn, otherwise after "Answer:". (On SST-2
-    such a prompt, with the head from the answer words, gave 87.6 against the bare sentence's 75.8.)"""
-    choices = ", ".join(word.strip() for word in words).replace("{", "{{").replace("}", "}}")
-    instruction = f"Classify the text{' pair' if pair else ''}. Answer with one of: {choices}."
+def _literal(text: str) -> str:
+    """`text` as it reads inside a format string."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def instruction_template(words: list[str], chat: bool, pair: bool, asked: str | None = None) -> str:
+    """The prompt of --template auto: an instruction (`asked`, or "Classify the text.") that names every
+    label's word, then the text (and its pair); in a chat template the model answers in its own turn,
+    otherwise after "Answer:". (On SST-2 such a prompt, with the head from the answer words, gave 87.6
+    against the bare sentence's 75.8.)"""
+    choices = _literal(", ".join(word.strip() for word in words))
+    asked = _literal(asked.strip()) if asked else f"Classify the text{' pair' if pair else ''}."
+    instruction = f"{asked} Answer with one of: {choices}."
     if chat:
         return instruction + ("\n\n{text}\n\n{text_pair}" if pair else "\n\n{text}")
     texts = "Text: {text}\nSecond text: {text_pair}" if pair else "Text: {text}"
@@ -44,13 +51,15 @@ def instruction_template(words: list[str], chat: bool, pair: bool) -> str:
 
 
 def resolve_template(config: TrainConfig, names: list, tokenizer) -> TrainConfig:
-    """The run's options with --template auto written out for its labels (and in the model's chat
-    template where it has one), as the run folder keeps them; other options are returned as they are."""
+    """The run's options with --template auto written out for its labels and --instruction (and in the
+    model's chat template where it has one), as the run folder keeps them; other options are returned as
+    they are."""
     if config.template != AUTO:
         return config
     chat = bool(getattr(tokenizer, "chat_template", None))
-    template = instruction_template(label_words(names, config.label_words, chat), chat, config.text_pair)
-    return dataclasses.replace(config, template=template, chat_template=chat)
+    words = label_words(names, config.label_words, chat)
+    template = instruction_template(words, chat, config.text_pair, config.instruction)
+    return dataclasses.replace(config, template=template, chat_template=chat, instruction=None)
 
 
 @dataclass(frozen=True)
