@@ -78,7 +78,7 @@ def _trained(config, paths) -> dict:
 
 def _lsllm_defaults(task: Task, paths, labels, settings: Settings, work_dir: Path) -> dict:
     """lsllm as the README tells a user to run it: its own defaults for the task (TrainConfig's), not the
-    benchmark's budget, and --preset prompt for sequence tasks."""
+    benchmark's budget, and for sequence tasks --preset prompt with the task's instruction."""
     from lsllm import TrainConfig
 
     options = {
@@ -91,7 +91,7 @@ def _lsllm_defaults(task: Task, paths, labels, settings: Settings, work_dir: Pat
         "seed": settings.seed,
         "save_total_limit": 1,
     }
-    preset = {"preset": "prompt"} if task.kind == "sequence" else {}
+    preset = {"preset": "prompt", "instruction": task.description} if task.kind == "sequence" else {}
     return _trained(TrainConfig.from_dict({**options, **preset}), paths)
 
 
@@ -201,8 +201,8 @@ SYSTEMS = {
         only=("sst2",),
     ),
     "lsllm-defaults": System(
-        "lsllm as a user runs it: its own defaults for the task, not the budget's (--preset prompt for"
-        " sequence tasks; token tasks train LS-unLLaMA)",
+        "lsllm as a user runs it: its own defaults for the task, not the budget's (--preset prompt"
+        " --instruction for sequence tasks; token tasks train LS-unLLaMA)",
         BOTH,
         _lsllm_defaults,
     ),

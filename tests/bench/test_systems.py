@@ -97,9 +97,12 @@ def test_a_longer_budget_reaches_lsllm_and_the_transformers_recipe_alike(tmp_pat
     assert TASKS["conll2003"].budget.epochs == 2 and budgeted(task, None) is task
 
 
-@pytest.mark.parametrize("task, template", [("sst2", "auto"), ("conll2003", None)])
+@pytest.mark.parametrize(
+    "task, template, instruction",
+    [("sst2", "auto", TASKS["sst2"].description), ("conll2003", None, None)],
+)
 def test_the_defaults_system_trains_with_what_a_user_gets_by_leaving_options_out(
-    trained_config, task, template
+    trained_config, task, template, instruction
 ):
     config = trained_config("lsllm-defaults", TASKS[task], seed=2)
     default = TrainConfig(model="m", task=TASKS[task].kind)
@@ -109,3 +112,4 @@ def test_the_defaults_system_trains_with_what_a_user_gets_by_leaving_options_out
         default.batch_size,
     )
     assert (config.template, config.seed, config.attention) == (template, 2, default.attention)
+    assert config.instruction == instruction
