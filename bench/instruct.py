@@ -22,10 +22,10 @@ IGNORE = -100
 EVAL_BATCH_SIZE = 8
 
 
-def chat_prompt(tokenizer, task: Task, text: str) -> str:
-    """The task's instruction naming its answer words, then the text, as the user's chat turn, with the
-    assistant's turn opened for the answer."""
-    message = f"{task.description} Answer with one of: {', '.join(task.label_words.values())}.\n\n{text}"
+def chat_prompt(tokenizer, task: Task, words: list[str], text: str) -> str:
+    """The task's instruction naming the answer words (in the run's label order), then the text, as the
+    user's chat turn, with the assistant's turn opened for the answer."""
+    message = f"{task.description} Answer with one of: {', '.join(words)}.\n\n{text}"
     chat = [{"role": "user", "content": message}]
     return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
 
@@ -47,7 +47,7 @@ class Prompter:
 
     def prompt(self, text: str) -> list[int]:
         text = self.tokenizer.decode(self._ids(text)[: self.task.budget.max_length])
-        return self._ids(chat_prompt(self.tokenizer, self.task, text))
+        return self._ids(chat_prompt(self.tokenizer, self.task, self.words, text))
 
     def training_example(self, row: dict) -> dict:
         prompt = self.prompt(row["text"])

@@ -23,9 +23,11 @@ def test_lsllm_reads_the_instruction_tuning_systems_own_prompt(name):
     tokenizer.chat_template = (
         "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
     )
-    written = resolve_template(config.validate(), list(task.label_words), tokenizer)
+    labels = list(task.label_words)  # the run's label order (bench.common.task_labels)
+    written = resolve_template(config.validate(), labels, tokenizer)
     filled = Prompt(written.template, written.chat_template, tokenizer).format("a tweet", None)
-    assert filled == chat_prompt(tokenizer, task, "a tweet")
+    words = [task.label_words[label] for label in labels]  # as the instruction-tuning system names them
+    assert filled == chat_prompt(tokenizer, task, words, "a tweet")
     assert filled.startswith(f"<user>{task.description} Answer with one of: ")
     assert filled.endswith("\n\na tweet<assistant>")
 
