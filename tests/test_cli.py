@@ -321,7 +321,7 @@ def parsed_config(*argv: str):
 
 def test_presets_fill_values_that_the_file_and_flags_override(tmp_path):
     prompt = parsed_config("--task", "sequence", "--preset", "prompt")
-    assert (prompt.template, prompt.head_init, prompt.learning_rate) == ("auto", "label-words", 1e-4)
+    assert (prompt.template, prompt.head_init, prompt.learning_rate) == ("auto", "label-words", 5e-4)
     paper = parsed_config("--preset", "paper")
     assert (paper.learning_rate, paper.epochs, paper.lora_targets) == (1e-4, 10.0, ["q_proj", "v_proj"])
     config = tmp_path / "run.yaml"
@@ -394,7 +394,7 @@ def test_training_defaults_follow_the_task_and_give_way_to_presets_and_flags():
         return config.learning_rate, config.batch_size, config.epochs
 
     assert training("--task", "token") == (5e-4, 16, 4.0)  # taggers lagged far behind at 1e-4 (bench/)
-    assert training("--task", "sequence") == (1e-4, 8, 3.0)
+    assert training("--task", "sequence") == (5e-4, 16, 2.0)  # classifiers too, with --preset prompt
     assert training("--task", "regression") == (1e-4, 8, 3.0)
     assert training("--task", "token", "--preset", "paper") == (1e-4, 8, 10.0)
     assert training("--task", "token", "--learning-rate", "2e-4", "--batch-size", "4") == (2e-4, 4, 4.0)
