@@ -353,6 +353,11 @@ class TrainConfig:
             raise LsllmError(
                 "--template auto uses the model's chat template when it has one; leave out --chat-template"
             )
+        if self.instruction is not None and not self.instruction.strip():
+            raise LsllmError(
+                "--instruction is empty; give the sentence to ask of each text, or leave it out for"
+                " 'Classify the text.'"
+            )
         if self.instruction is not None and self.template != "auto":
             raise LsllmError(
                 "--instruction fills --template auto's prompt; add --template auto (or --preset prompt), or"

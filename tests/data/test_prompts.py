@@ -85,6 +85,7 @@ def test_a_template_longer_than_max_length_is_an_error(tokenizer):
         ({"chat_template": True}, "--chat-template needs a --template"),
         ({"chat_template": True, "template": "auto"}, "--template auto uses the model's chat template"),
         ({"instruction": "Is it {good}?"}, "--instruction fills --template auto's prompt; add --template"),
+        ({"instruction": " ", "template": "auto"}, "--instruction is empty; give the sentence"),
         (
             {"instruction": "Rate it.", "template": "Review: {text}"},
             "--instruction fills --template auto's prompt",
