@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -220,13 +221,14 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     # CoNLL-2003, against 1.82x and 1.73x for autocast over fp32 weights (bench/results/precision).
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     core = build_model(config, len(data.labels), data.labels.shape, weights, dtype, quantized_on=device)
+    # The language-model head's rows, read at most once (from disk when the model does not tie them).
+    lm_rows = functools.cache(lambda: output_embeddings(model_path, core.backbone))
     if config.head_init == "label-words":
         if config.task == "token":
             words, distinct = tag_words(data.labels.names, config.label_words), False
         else:
             words, distinct = label_words(data.labels.names, config.label_words, config.chat_template), True
-        lm_rows = output_embeddings(model_path, core.backbone)
-        init_head_from_label_words(core.head, label_word_rows(tokenizer, lm_rows, words, distinct))
+        init_head_from_label_words(core.head, label_word_rows(tokenizer, lm_rows(), words, distinct))
     if config.gradient_checkpointing:
         _compat.enable_gradient_checkpointing(core.backbone)
     model = add_lora(core, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
@@ -238,10 +240,9 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     if config.mntp_steps and checkpoint is None:  # a checkpoint's LoRA weights have been through it
         if config.quantize == "none":  # MNTP runs before the Trainer places the model (quantised: placed)
             model.to(device)
-        rows = output_embeddings(model_path, core.backbone)
         log = run.path / TRAINING_LOG if processes.is_main() else None
         adapt_with_mntp(
-            model, rows, train_set, collator, config, mask_token_id(tokenizer), log, precision == "bf16"
+            model, lm_rows(), train_set, collator, config, mask_token_id(tokenizer), log, precision == "bf16"
         )
 
     global_batch = config.batch_size * config.grad_accum * processes.world_size()
