@@ -78,7 +78,8 @@ def _trained(config, paths) -> dict:
 
 def _lsllm_defaults(task: Task, paths, labels, settings: Settings, work_dir: Path) -> dict:
     """lsllm as the README tells a user to run it: its own defaults for the task (TrainConfig's), not the
-    benchmark's budget, and for sequence tasks --preset prompt with the task's instruction."""
+    benchmark's budget, and for sequence tasks --preset prompt with the task's instruction, and --metric
+    macro_f1 where macro-F1 is what the task is scored by."""
     from lsllm import TrainConfig
 
     options = {
@@ -92,6 +93,8 @@ def _lsllm_defaults(task: Task, paths, labels, settings: Settings, work_dir: Pat
         "save_total_limit": 1,
     }
     preset = {"preset": "prompt", "instruction": task.description} if task.kind == "sequence" else {}
+    if task.kind == "sequence" and task.metric == "macro_f1":
+        preset["metric"] = "macro_f1"
     return _trained(TrainConfig.from_dict({**options, **preset}), paths)
 
 
@@ -202,7 +205,8 @@ SYSTEMS = {
     ),
     "lsllm-defaults": System(
         "lsllm as a user runs it: its own defaults for the task, not the budget's (--preset prompt"
-        " --instruction for sequence tasks; token tasks train LS-unLLaMA)",
+        " --instruction for sequence tasks, and --metric macro_f1 where that is the score; token tasks"
+        " train LS-unLLaMA)",
         BOTH,
         _lsllm_defaults,
     ),

@@ -7,16 +7,21 @@ import json
 import numpy as np
 import pytest
 import scipy.stats
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lsllm.decision import Decision
 from lsllm.metrics import (
     LOWER_IS_BETTER,
+    OFFSET_GRID,
     format_metrics,
     multilabel_metrics,
     regression_metrics,
     selection_metric,
     sequence_metrics,
     token_metrics,
+    tune_offsets,
     tune_thresholds,
 )
 
@@ -153,6 +158,10 @@ def test_selection_metric(task: str, shape: str, key: str) -> None:
     assert (key in LOWER_IS_BETTER) == (shape == "regression")
 
 
+def test_selection_metric_is_the_one_asked_for() -> None:
+    assert selection_metric("sequence", "single", "macro_f1") == "macro_f1"
+
+
 # Three labels a, b, c. By label: a all right; b one of two found; c missed, and predicted once wrongly.
 # Micro: tp 3, fp 1, fn 2 -> P 3/4, R 3/5, F1 6/9. Only the last text has all its labels right.
 MULTI_GOLD = [[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]]
@@ -197,6 +206,49 @@ def test_thresholds_are_tuned_for_micro_f1_or_each_labels_f1_nearest_one_half_on
     assert decided.int().tolist() == TUNING_GOLD
     shared_f1 = multilabel_metrics(TUNING_GOLD, Decision("multi", shared).decide(TUNING_LOGITS), "ab")
     assert shared_f1["micro_f1"] == pytest.approx(6 / 7)
+
+
+# Label 2 is rare: its logit trails label 0's by 1 on its own texts and the leading label's by 3 on the
+# others, so argmax never picks it (macro-F1 (0.8 + 1 + 0) / 3), while shifting it against label 0 by
+# more than 1 and less than 3 gets every text right.
+RARE_GOLD = [0, 0, 0, 0, 1, 2, 2]
+RARE_LOGITS = [[3, 0, 0], [3, 0, 0], [3, 0, 0], [3, 0, 0], [0, 3, 0], [2, 0, 1], [2, 0, 1]]
+
+
+def test_offsets_win_back_a_rare_label_with_the_smallest_offset_that_does() -> None:
+    offsets = tune_offsets(RARE_GOLD, RARE_LOGITS)
+    assert sorted(map(abs, offsets)) == [0.0, 0.0, 1.25]  # label 0 down or label 2 up: the same rule
+    assert Decision("single").decide(RARE_LOGITS).tolist() == [0, 0, 0, 0, 1, 0, 0]
+    assert Decision("single", offsets=offsets).decide(RARE_LOGITS).tolist() == RARE_GOLD
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(2, 5).flatmap(
+        lambda k: st.lists(
+            st.tuples(st.integers(0, k - 1), st.lists(st.floats(-4, 4), min_size=k, max_size=k)),
+            min_size=1,
+            max_size=30,
+        )
+    )
+)
+def test_tuned_offsets_never_score_below_argmax_on_the_data_they_were_tuned_on(rows) -> None:
+    gold, logits = [g for g, _ in rows], np.array([row for _, row in rows])
+    names = [str(i) for i in range(logits.shape[1])]
+
+    def macro_f1(decision: Decision) -> float:
+        return sequence_metrics(gold, decision.decide(logits).tolist(), names)["macro_f1"]
+
+    offsets = tune_offsets(gold, logits)
+    assert set(offsets) <= set(OFFSET_GRID)
+    assert macro_f1(Decision("single", offsets=offsets)) >= macro_f1(Decision("single"))
+
+
+def test_offsets_shift_the_probabilities_so_the_chosen_label_is_the_likeliest() -> None:
+    logits = torch.tensor([[2.0, 0.0, 1.0]])
+    decision = Decision("single", offsets=(0.0, 0.0, 1.5))
+    assert torch.allclose(decision.scores(logits), torch.tensor([[2.0, 0.0, 2.5]]).softmax(-1))
+    assert decision.decide(logits).tolist() == [2] and Decision("single").decide(logits).tolist() == [0]
 
 
 def test_regression_metrics_equal_scipys() -> None:

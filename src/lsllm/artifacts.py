@@ -30,6 +30,8 @@ from lsllm.modeling.stock import AUTO_CLASSES, from_stock
 CONFIG = "config.yaml"
 LABELS = "labels.json"
 THRESHOLDS = "thresholds.json"  # a multi-label run's decision thresholds, tuned on dev when training ends
+OFFSETS = "offsets.json"  # a --metric macro_f1 run's label offsets, tuned on dev when training ends
+DECISION_FILES = (THRESHOLDS, OFFSETS)  # what a run's decision rule reads besides its labels
 TOKENIZER = "tokenizer"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -99,7 +101,10 @@ class TrainedFolder:
             ) from None
 
     def load_decision(self, labels: LabelMap) -> Decision:
-        """The run's decision rule; for a multi-label run, with the thresholds tuned on dev."""
+        """The run's decision rule; for a multi-label run, with the thresholds tuned on dev; for a
+        --metric macro_f1 run, with the offsets tuned on dev."""
+        if labels.shape == "single" and (self.path / OFFSETS).exists():
+            return Decision("single", offsets=self._per_label(OFFSETS, "offsets", labels))
         if labels.shape != "multi":
             return Decision.untuned(labels)  # nothing to tune
         path = self.path / THRESHOLDS
@@ -108,9 +113,15 @@ class TrainedFolder:
                 f"{self.path} has no {THRESHOLDS}, which a multi-label run writes when training ends;"
                 f" {self.repair}"
             )
+        return Decision("multi", self._per_label(THRESHOLDS, "thresholds", labels))
+
+    def _per_label(self, name: str, key: str, labels: LabelMap) -> tuple[float, ...]:
+        """One number per label, in head order, from the run's `name` file (written by save_thresholds or
+        save_offsets)."""
+        path = self.path / name
         try:
-            tuned = json.loads(path.read_text(encoding="utf-8"))["thresholds"]
-            return Decision("multi", tuple(float(tuned[str(name)]) for name in labels.names))
+            tuned = json.loads(path.read_text(encoding="utf-8"))[key]
+            return tuple(float(tuned[str(label)]) for label in labels.names)
         except (ValueError, KeyError, TypeError) as error:
             raise LsllmError(f"{path} is corrupt ({first_line(error)}); {self.repair}") from None
 
@@ -163,6 +174,11 @@ class RunFolder(TrainedFolder):
         """Write the thresholds tuned on dev: one per label, or one shared (`per_label` says which)."""
         values = {str(name): t for name, t in zip(labels.names, thresholds, strict=True)}
         write_json_atomic(self.path / THRESHOLDS, {"thresholds": values, "per_label": per_label})
+
+    def save_offsets(self, labels: LabelMap, offsets: tuple[float, ...]) -> None:
+        """Write the label offsets tuned on dev (--metric macro_f1)."""
+        values = {str(name): o for name, o in zip(labels.names, offsets, strict=True)}
+        write_json_atomic(self.path / OFFSETS, {"offsets": values, "tuned_for": "macro_f1"})
 
     def save_weights(self, save: Callable[[str], None], keep: bool = True) -> None:
         """Save the LoRA adapter and the head with `save(folder)` (a PeftModel's or a Trainer's, which

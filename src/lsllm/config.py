@@ -20,6 +20,7 @@ POOLING_MODES = ("last", "mean", "max")
 PRECISIONS = ("auto", "fp32", "bf16")
 HEAD_INITS = ("random", "label-words")
 CLASS_WEIGHTS = ("none", "auto")
+METRICS = ("accuracy", "macro_f1")  # what --metric may ask of a single-label run
 REPORT_TO = ("none", "tensorboard", "wandb")
 QUANTIZATIONS = ("none", "4bit", "8bit")
 PREDICT_PRECISIONS = (*PRECISIONS, "int8")  # int8 only runs a trained model
@@ -149,6 +150,14 @@ class TrainConfig:
         "multi-label: tune one decision threshold per label (the one that maximises that label's dev F1)"
         " instead of one for all labels (the one that maximises dev micro-F1); both from 0.05 to 0.95 in"
         " steps of 0.05",
+    )
+    metric: str | None = option(
+        None,
+        "single-label sequence runs: the dev metric you are after. accuracy (the default) picks the"
+        " checkpoint with the best dev accuracy and predicts the likeliest label; macro_f1 picks by dev"
+        " macro-F1 and adds to each label's logit an offset tuned on dev for it (offsets.json), which wins"
+        " back the rare labels of imbalanced data",
+        choices=METRICS,
     )
     tokens_field: str = option("tokens", "word-list field of token data in JSON/Parquet rows or a dataset")
     tags_field: str = option(
@@ -327,6 +336,13 @@ class TrainConfig:
         if self.task == "token" and (self.template or self.chat_template):
             raise LsllmError(
                 "--template and --chat-template are for sequence runs; leave them out for --task token"
+            )
+        if self.metric is not None and self.metric not in METRICS:
+            raise LsllmError(f"--metric must be one of {', '.join(METRICS)}, not {self.metric!r}")
+        if self.metric is not None and (self.task != "sequence" or self.multi_label or self.label_columns):
+            raise LsllmError(
+                "--metric is for single-label sequence runs (token runs select on entity F1, multi-label runs"
+                " on micro-F1 with tuned thresholds); leave it out"
             )
         if self.task != "sequence" and (self.multi_label or self.label_columns or self.threshold_per_label):
             raise LsllmError(

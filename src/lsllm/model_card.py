@@ -32,6 +32,7 @@ def model_card(
 ) -> str:
     """A README that says what the model is, how it was trained, how well it did and how to load it."""
     kind_of_task = "token" if settings.task == "token" else labels.shape
+    offsets = kind_of_task == "single" and settings.metric == "macro_f1"  # tuned on dev, in offsets.json
     keys = HEADLINES[kind_of_task]
     rows = [
         f"| {split} | " + " | ".join(_shown(metrics[split], key) for key in keys) + " |"
@@ -63,6 +64,15 @@ def model_card(
                 if labels.shape == "multi"
                 else []
             ),
+            *(
+                [
+                    "- Label offsets, tuned on dev for macro-F1: `offsets.json` (lsllm adds them to the"
+                    " logits before choosing; a plain transformers pipeline gives the model's own"
+                    " probabilities)"
+                ]
+                if offsets
+                else []
+            ),
             f"- Attention: {settings.attention}" + (f"; pooling: {settings.pooling}" if per_text else ""),
             f"- Training data: `{settings.train}`; model selected on `{settings.dev}`",
             f"- LoRA r={lora['r']}, alpha={lora['lora_alpha']:g}, dropout={lora['lora_dropout']:g}"
@@ -81,7 +91,7 @@ def model_card(
             'model = lsllm.load("path/to/this/folder")',
             "```",
             "",
-            *USAGE[format](settings, pipeline, kind_of_task),
+            *USAGE[format](settings, pipeline, "offsets" if offsets else kind_of_task),
             *_input_format(settings),
         ]
     )
@@ -149,6 +159,10 @@ def _transformers_usage(settings: TrainConfig, pipeline: str, kind: str) -> list
 SHOW = {
     "token": ["print([labels[i] for i in logits[0].argmax(-1)])  # per token: each word's first one counts"],
     "single": ["print(labels[int(logits[0].argmax())])"],
+    "offsets": [  # a single-label run trained with --metric macro_f1
+        'offsets = json.load(open(f"{folder}/offsets.json"))["offsets"]',
+        "print(labels[int((logits[0] + [offsets[str(label)] for label in labels]).argmax())])",
+    ],
     "multi": [
         'thresholds = json.load(open(f"{folder}/thresholds.json"))["thresholds"]',
         "probs = 1 / (1 + np.exp(-logits[0]))",

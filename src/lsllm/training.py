@@ -27,7 +27,14 @@ from lsllm.data.task import TaskData, label_map_for, read_examples, subsample
 from lsllm.decision import Decision
 from lsllm.errors import LsllmError
 from lsllm.inference import Classifier
-from lsllm.metrics import LOWER_IS_BETTER, label_metrics, selection_metric, token_metrics, tune_thresholds
+from lsllm.metrics import (
+    LOWER_IS_BETTER,
+    label_metrics,
+    selection_metric,
+    token_metrics,
+    tune_offsets,
+    tune_thresholds,
+)
 from lsllm.modeling import quantization
 from lsllm.modeling.backbone import load_tokenizer, resolve_model
 from lsllm.modeling.head_init import (
@@ -79,23 +86,28 @@ def forget_log_after(path: Path, step: int) -> None:
     write_text_atomic(path, "".join(kept))
 
 
-def decision_for(labels: LabelMap, gold, logits, per_label: bool) -> Decision:
-    """The decision rule with its thresholds tuned on dev (multi-label), or the shape's fixed rule."""
-    if labels.shape != "multi":
-        return Decision.untuned(labels)
-    return Decision("multi", tune_thresholds(gold, logits, per_label))
+def decision_for(labels: LabelMap, gold, logits, per_label: bool, metric: str | None = None) -> Decision:
+    """The decision rule with its thresholds (multi-label) or, for --metric macro_f1, its offsets
+    (single-label) tuned on dev; else the shape's fixed rule."""
+    if labels.shape == "multi":
+        return Decision("multi", tune_thresholds(gold, logits, per_label))
+    if labels.shape == "single" and metric == "macro_f1":
+        return Decision("single", offsets=tune_offsets(gold, logits))
+    return Decision.untuned(labels)
 
 
-def trainer_metrics(task: str, labels: LabelMap, threshold_per_label: bool = False):
-    """The dev-set metric function the Trainer uses to choose the best checkpoint: a multi-label checkpoint
-    is scored at the thresholds tuned for it, as the final model will be. bench/'s transformers baselines
+def trainer_metrics(
+    task: str, labels: LabelMap, threshold_per_label: bool = False, metric: str | None = None
+):
+    """The dev-set metric function the Trainer uses to choose the best checkpoint: a checkpoint is scored
+    at the thresholds or offsets tuned for it, as the final model will be. bench/'s transformers baselines
     use it too, so every system is scored alike."""
     label_names = labels.names
 
     def compute(prediction) -> dict:
         gold = prediction.label_ids
         if task != "token":
-            decision = decision_for(labels, gold, prediction.predictions, threshold_per_label)
+            decision = decision_for(labels, gold, prediction.predictions, threshold_per_label, metric)
             predicted = decision.decide(prediction.predictions).tolist()
             return label_metrics(labels.shape, gold.tolist(), predicted, label_names, decision.thresholds)
         predicted = prediction.predictions.argmax(-1)
@@ -115,7 +127,7 @@ def training_arguments(
     config: TrainConfig, run: RunFolder, steps_per_epoch: int, shape: str = "single"
 ) -> TrainingArguments:
     strategy = "steps" if config.eval_steps else "epoch"
-    metric = selection_metric(config.task, shape)
+    metric = selection_metric(config.task, shape, config.metric)
     return TrainingArguments(
         output_dir=str(run.path / CHECKPOINTS),
         num_train_epochs=config.epochs,
@@ -204,6 +216,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     config = resolve_template(config, labels.names, tokenizer)
     if labels.shape == "multi":  # found in the data, maybe: the saved config.yaml says so
         config = replace(config, multi_label=True)
+        config.validate()  # --metric and the like, now that the data says the run is multi-label
     data = TaskData(config, labels, Encoder.for_config(tokenizer, config))
     train_set = data.encode(train_examples, names["train"])
     dev_examples = subsample(data.read(config.dev, name=names["dev"]), config.max_dev_examples, config.seed)
@@ -254,7 +267,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         train_dataset=train_set,
         eval_dataset=dev_set,
         data_collator=collator,
-        compute_metrics=trainer_metrics(config.task, data.labels, config.threshold_per_label),
+        compute_metrics=trainer_metrics(config.task, data.labels, config.threshold_per_label, config.metric),
         callbacks=[
             JsonlLogCallback(run.path / TRAINING_LOG),
             ManifestCallback(),
@@ -320,11 +333,16 @@ def score(run: RunFolder, config: TrainConfig, data: TaskData, dev_examples: lis
     classifier = Classifier.load(run.path, precision=config.precision, decision=Decision.untuned(data.labels))
     classifier.data = data  # the same options and tokenizer; its encoder has reported dev's long inputs
     dev_name = source_name(config.dev, "dev")
-    if data.labels.shape == "multi":  # the thresholds, tuned on the saved model's dev outputs
+    if data.labels.shape == "multi" or config.metric == "macro_f1":  # tuned on the saved model's dev outputs
         dev_logits = torch.stack(classifier.logits(data.encode(dev_examples, dev_name, with_labels=False)))
         gold = data.targets(dev_examples, dev_name)
-        classifier.decision = decision_for(data.labels, gold, dev_logits, config.threshold_per_label)
-        run.save_thresholds(data.labels, classifier.decision.thresholds, config.threshold_per_label)
+        classifier.decision = decision_for(
+            data.labels, gold, dev_logits, config.threshold_per_label, config.metric
+        )
+        if classifier.decision.offsets is not None:
+            run.save_offsets(data.labels, classifier.decision.offsets)
+        else:
+            run.save_thresholds(data.labels, classifier.decision.thresholds, config.threshold_per_label)
     outcomes = {"dev": classifier.outcomes(dev_examples, dev_name)}
     if config.test not in (None, ""):
         test_name = source_name(config.test, "test")
@@ -334,6 +352,6 @@ def score(run: RunFolder, config: TrainConfig, data: TaskData, dev_examples: lis
     write_json_atomic(run.path / METRICS, metrics)
     shown = "test" if "test" in outcomes else "dev"  # the pictures show the test set when there is one
     title = f"{shown}: {Path(source_name(getattr(config, shown), shown)).name}"
-    metric = selection_metric(config.task, data.labels.shape)
+    metric = selection_metric(config.task, data.labels.shape, config.metric)
     draw_run(run.path, run.path / TRAINING_LOG, metric, metrics[shown], outcomes[shown], title)
     return metrics

@@ -100,11 +100,15 @@ def test_a_longer_budget_reaches_lsllm_and_the_transformers_recipe_alike(tmp_pat
 
 
 @pytest.mark.parametrize(
-    "task, template, instruction",
-    [("sst2", "auto", TASKS["sst2"].description), ("conll2003", None, None)],
+    "task, template, instruction, metric",
+    [
+        ("sst2", "auto", TASKS["sst2"].description, None),
+        ("twitter_fin", "auto", TASKS["twitter_fin"].description, "macro_f1"),
+        ("conll2003", None, None, None),
+    ],
 )
 def test_the_defaults_system_trains_with_what_a_user_gets_by_leaving_options_out(
-    trained_config, task, template, instruction
+    trained_config, task, template, instruction, metric
 ):
     config = trained_config("lsllm-defaults", TASKS[task], seed=2)
     default = TrainConfig(model="m", task=TASKS[task].kind)
@@ -115,3 +119,4 @@ def test_the_defaults_system_trains_with_what_a_user_gets_by_leaving_options_out
     )
     assert (config.template, config.seed, config.attention) == (template, 2, default.attention)
     assert config.instruction == instruction
+    assert config.metric == metric  # what the README says to add where macro-F1 is the score

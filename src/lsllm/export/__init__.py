@@ -7,8 +7,8 @@
   torch, and `lsllm predict/eval/serve` with `--runtime onnx`.
 
 Every folder also holds the tokenizer, the run's config.yaml and labels.json (and a multi-label run's
-thresholds.json), so `lsllm.load` reads it as it reads the run, and a model card. It appears whole,
-replacing an earlier export, or not at all.
+thresholds.json, a --metric macro_f1 run's offsets.json), so `lsllm.load` reads it as it reads the run,
+and a model card. It appears whole, replacing an earlier export, or not at all.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from peft import PeftModel
 
 from lsllm.artifacts import (
     CONFIG,
+    DECISION_FILES,
     LABELS,
     METRICS,
-    THRESHOLDS,
     ExportFolder,
     RunFolder,
     is_export,
@@ -71,7 +71,7 @@ def export_run(
             f"{output} exists and is not an lsllm export, so it is not replaced; choose a new --output"
         )
     settings, labels, tokenizer = run.load_config(), run.load_labels(), run.load_tokenizer()
-    run.load_decision(labels)  # a multi-label run must have its thresholds to be exported
+    run.load_decision(labels)  # a multi-label run must have its thresholds to be exported, intact
     names = [str(label) for label in labels.names]
     if format == "transformers":
         check_representable(settings, tokenizer)
@@ -92,7 +92,8 @@ def export_run(
         else:
             notes = write_onnx_model(trained.merge_and_unload(), settings, tokenizer, staging, int8)
         tokenizer.save_pretrained(staging)
-        for name in (CONFIG, LABELS, THRESHOLDS) if labels.shape == "multi" else (CONFIG, LABELS):
+        kept = [name for name in DECISION_FILES if (run.path / name).exists()]  # tuned on dev, if any
+        for name in (CONFIG, LABELS, *kept):
             shutil.copy(run.path / name, staging / name)
         card = model_card(settings, labels, _metrics(run), lora, format, merge or format != "lsllm")
         write_text_atomic(staging / MODEL_CARD, card)
