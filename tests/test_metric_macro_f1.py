@@ -114,7 +114,7 @@ def test_predict_eval_export_and_serve_decide_through_the_offsets(skewed_run, tm
         assert status == 200
         assert_same(body["predictions"], rows)
         status, info = call(url, "GET", "/labels")
-        assert status == 200 and info["labels"] == LABELS
+        assert (status, info["labels"], info["offsets"], info["thresholds"]) == (200, LABELS, offsets, None)
 
 
 def test_metric_is_refused_where_it_means_nothing(skewed_run, tiny_model, tmp_path, in_process):

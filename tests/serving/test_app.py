@@ -193,6 +193,7 @@ def test_labels_describe_the_model(sequence_service, token_service, tiny_model):
         "text_pair": False,
         "multi_label": False,
         "thresholds": None,
+        "offsets": None,
     }
     _, body = call(token_service[0], "GET", "/labels")
     assert body["task"] == "token" and body["attention"] == "bidirectional" and body["pooling"] is None

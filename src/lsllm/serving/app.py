@@ -95,6 +95,9 @@ class ModelInfo(BaseModel):
     thresholds: dict[str, float] | None = Field(
         description="multi-label runs: each label's decision threshold, tuned on dev"
     )
+    offsets: dict[str, float] | None = Field(
+        description="--metric macro_f1 runs: each label's offset, tuned on dev, added to its logit"
+    )
     model: str | None = Field(description="the base model the run was trained from")
     attention: str | None = Field(description="'causal' (LS-LLaMA) or 'bidirectional' (LS-unLLaMA)")
     pooling: str | None = Field(description="how token states become one vector (sequence runs)")
@@ -319,14 +322,17 @@ def create_app(classifier: Classifier, options: ServeOptions | None = None) -> F
     @app.get("/labels", response_model=ModelInfo)
     async def labels() -> ModelInfo:
         """The task, the label set and the options the model was trained with."""
-        thresholds = classifier.decision.thresholds
+        names = list(map(str, classifier.labels))
+
+        def per_label(values: tuple[float, ...] | None) -> dict[str, float] | None:
+            return None if values is None else dict(zip(names, values, strict=True))
+
         return ModelInfo(
             task=config.task,
             labels=classifier.labels,
             multi_label=classifier.decision.shape == "multi",
-            thresholds=None
-            if thresholds is None
-            else dict(zip(map(str, classifier.labels), thresholds, strict=True)),
+            thresholds=per_label(classifier.decision.thresholds),
+            offsets=per_label(classifier.decision.offsets),
             model=config.model,
             attention=config.attention,
             pooling=config.pooling if config.task != "token" else None,
