@@ -97,6 +97,12 @@ def budgeted(task: Task, epochs: float | None) -> Task:
     return dataclasses.replace(task, budget=dataclasses.replace(task.budget, epochs=epochs))
 
 
+def trained_epochs(history: list[dict]) -> float:
+    """Epochs a run actually trained, from its Trainer log: a system with its own epochs, or one stopped
+    by a time budget, differs from the task's budget."""
+    return max((entry.get("epoch", 0.0) for entry in history), default=0.0)
+
+
 def run_one(args: argparse.Namespace, task_name: str, system_name: str, seed: int, command: str) -> None:
     """Run one system on one task with one seed in this process and save its record."""
     task, system = budgeted(TASKS[task_name], args.epochs), SYSTEMS[system_name]
@@ -114,6 +120,7 @@ def run_one(args: argparse.Namespace, task_name: str, system_name: str, seed: in
     else:
         result = system.run(task, paths, labels, settings, work_dir)
     train_examples, selection_examples, evaluation_examples = (len(read_jsonl(paths[s])) for s in SPLITS)
+    epochs_trained = trained_epochs(result["history"])
     record = {
         "task": task.name,
         "kind": task.kind,
@@ -128,6 +135,7 @@ def run_one(args: argparse.Namespace, task_name: str, system_name: str, seed: in
             "train_examples": train_examples,
             "selection_examples": selection_examples,
             "epochs": task.budget.epochs,
+            "epochs_trained": epochs_trained,  # a system with its own epochs, or stopped by time, differs
             "max_length": task.budget.max_length,
             "evaluation_examples": evaluation_examples,
             "scale": args.scale,
@@ -138,7 +146,7 @@ def run_one(args: argparse.Namespace, task_name: str, system_name: str, seed: in
         "score": result["metrics"][task.metric],
         "train_seconds": result["train_seconds"],
         "train_examples_per_second": (
-            train_examples * task.budget.epochs / result["train_seconds"] if result["train_seconds"] else None
+            train_examples * epochs_trained / result["train_seconds"] if result["train_seconds"] else None
         ),
         "eval_seconds": result["eval_seconds"],
         "eval_examples_per_second": evaluation_examples / result["eval_seconds"],

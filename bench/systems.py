@@ -76,10 +76,12 @@ def _trained(config, paths) -> dict:
     return found
 
 
-def _lsllm_defaults(task: Task, paths, labels, settings: Settings, work_dir: Path) -> dict:
+def _lsllm_defaults(
+    task: Task, paths, labels, settings: Settings, work_dir: Path, epochs: float | None = None
+) -> dict:
     """lsllm as the README tells a user to run it: its own defaults for the task (TrainConfig's), not the
     benchmark's budget, and for sequence tasks --preset prompt with the task's instruction, and --metric
-    macro_f1 where macro-F1 is what the task is scored by."""
+    macro_f1 where macro-F1 is what the task is scored by; `epochs` overrides its default (--epochs)."""
     from lsllm import TrainConfig
 
     options = {
@@ -91,6 +93,7 @@ def _lsllm_defaults(task: Task, paths, labels, settings: Settings, work_dir: Pat
         "labels": labels,
         "seed": settings.seed,
         "save_total_limit": 1,
+        **({"epochs": epochs} if epochs is not None else {}),
     }
     preset = {"preset": "prompt", "instruction": task.description} if task.kind == "sequence" else {}
     if task.kind == "sequence" and task.metric == "macro_f1":
@@ -209,6 +212,12 @@ SYSTEMS = {
         " train LS-unLLaMA)",
         BOTH,
         _lsllm_defaults,
+    ),
+    "lsllm-defaults-equal-time": System(
+        "lsllm's defaults given instruction tuning's training time: 3 epochs (--epochs 3), as many"
+        " updates as fit in the time instruction tuning takes for its 2",
+        ("sequence",),
+        partial(_lsllm_defaults, epochs=3.0),
     ),
     "hf-lora": System("HF AutoModelFor*Classification + peft LoRA", BOTH, partial(_hf, encoder=False)),
     "minilm": System("all-MiniLM-L6-v2 encoder, full fine-tuning", BOTH, partial(_hf, encoder=True)),

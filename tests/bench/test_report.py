@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.accuracy import jobs, parse_args, record_path
+from bench.accuracy import jobs, parse_args, record_path, trained_epochs
 from bench.report import aggregate, build, main, render_markdown
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -245,3 +245,9 @@ def test_int8_scores_sit_next_to_the_fp32_scores_of_the_same_run():
 
 def test_no_int8_section_without_int8_evaluations():
     assert "int8" not in render_markdown([record("sst2", "hf-lora", "HF LoRA", 0.8)])
+
+
+def test_training_speed_counts_the_epochs_a_run_trained_not_the_budgets():
+    stopped_by_time = [{"loss": 1.2, "epoch": 0.5}, {"eval_accuracy": 0.6, "epoch": 1.25}, {"runtime": 9}]
+    assert trained_epochs(stopped_by_time) == 1.25
+    assert trained_epochs([]) == 0.0  # zero-shot: nothing trained

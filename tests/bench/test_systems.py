@@ -76,6 +76,7 @@ def trained_config(tmp_path, monkeypatch):
         ("twitter_fin", "ls-llama-auto", "ls-llama-auto-balanced", {"class_weights": ("none", "auto")}),
         ("conll2003", "ls-unllama", "ls-unllama-mntp", {"mntp_steps": (0, 100)}),
         ("conll2003", "ls-unllama", "ls-unllama-longer", {"epochs": (2.0, 4.0)}),
+        ("sst5", "lsllm-defaults", "lsllm-defaults-equal-time", {"epochs": (2.0, 3.0)}),
     ],
 )
 def test_each_ablation_differs_from_its_base_system_in_its_one_option(
