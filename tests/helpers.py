@@ -29,13 +29,15 @@ PLACES = [["Paris"], ["Berlin"], ["New", "York"], ["London"]]
 
 
 def sentiment_rows(n: int, seed: int) -> list[dict]:
-    """A learnable toy task: the label is whether a positive or a negative word appears."""
+    """A learnable toy task: the label is whether a positive or a negative word appears. It never comes
+    first, where the byte-level tokenizer would split it into pieces without the leading space (" good" is
+    one token, "good" two), so each label rests on four tokens."""
     rng = random.Random(seed)
     rows = []
     for i in range(n):
         label = "pos" if i % 2 == 0 else "neg"
-        words = [*rng.sample(FILLER, 3), rng.choice(POSITIVE if label == "pos" else NEGATIVE)]
-        rng.shuffle(words)
+        words = rng.sample(FILLER, 3)
+        words.insert(rng.randint(1, 3), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
         rows.append({"text": " ".join(words), "label": label})
     return rows
 
