@@ -208,16 +208,16 @@ SYSTEMS = {
     ),
     "lsllm-defaults": System(
         "lsllm as a user runs it: its own defaults for the task, not the budget's (--preset prompt"
-        " --instruction for sequence tasks, and --metric macro_f1 where that is the score; token tasks"
-        " train LS-unLLaMA)",
+        " --instruction for sequence tasks, 3 epochs, and --metric macro_f1 where that is the score; token"
+        " tasks train LS-unLLaMA, 4 epochs)",
         BOTH,
         _lsllm_defaults,
     ),
-    "lsllm-defaults-equal-time": System(
-        "lsllm's defaults given instruction tuning's training time: 3 epochs (--epochs 3), as many"
-        " updates as fit in the time instruction tuning takes for its 2",
+    "lsllm-defaults-equal-steps": System(
+        "lsllm's defaults at the budget's 2 epochs (--epochs 2), instruction tuning's 64 updates, where"
+        " --preset prompt trains 3",
         ("sequence",),
-        partial(_lsllm_defaults, epochs=3.0),
+        partial(_lsllm_defaults, epochs=2.0),
     ),
     "hf-lora": System("HF AutoModelFor*Classification + peft LoRA", BOTH, partial(_hf, encoder=False)),
     "minilm": System("all-MiniLM-L6-v2 encoder, full fine-tuning", BOTH, partial(_hf, encoder=True)),

@@ -198,7 +198,7 @@ def test_help_explains_the_options():
         "--resume",
         "--config",
         "LoRA rank (default: 12)",
-        "--epochs EPOCHS       training epochs; default: 4 for token runs",
+        "--epochs EPOCHS       training epochs; default: 2 for sequence runs, 3 for",
         "--report-to {none,tensorboard,wandb}",
     ):
         assert words in result.stdout
@@ -394,7 +394,8 @@ def test_training_defaults_follow_the_task_and_give_way_to_presets_and_flags():
         return config.learning_rate, config.batch_size, config.epochs
 
     assert training("--task", "token") == (5e-4, 16, 4.0)  # taggers lagged far behind at 1e-4 (bench/)
-    assert training("--task", "sequence") == (5e-4, 16, 2.0)  # classifiers too, with --preset prompt
+    assert training("--task", "sequence") == (5e-4, 16, 2.0)  # classifiers too
+    assert training("--task", "sequence", "--preset", "prompt") == (5e-4, 16, 3.0)
     assert training("--task", "regression") == (1e-4, 8, 3.0)
     assert training("--task", "token", "--preset", "paper") == (1e-4, 8, 10.0)
     assert training("--task", "token", "--learning-rate", "2e-4", "--batch-size", "4") == (2e-4, 4, 4.0)
