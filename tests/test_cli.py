@@ -340,7 +340,7 @@ def test_unknown_preset_in_a_config_file_is_a_one_line_error(tmp_path, in_proces
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"preset": "fastest"}))
     message = one_line_error(in_process("train", "--config", str(config)))
-    assert "unknown preset 'fastest'" in message and "paper, prompt, quick" in message
+    assert "unknown preset 'fastest'" in message and "prompt, paper, quick" in message
 
 
 @pytest.mark.parametrize("merge", [[], ["--merge"]], ids=["unmerged", "merged"])
@@ -386,6 +386,19 @@ def test_a_layer_range_that_starts_with_a_dash_is_read_as_a_value(
         in_process(*train_args(tiny_model, "token", ner, tmp_path / "out", "--epochs", "1", *spelling))
     )
     assert "--bidirectional-layers -9:-5 selects none of this model's 2 layers" in error
+
+
+def test_the_preset_help_states_flags_that_make_the_same_run():
+    import re
+
+    from lsllm.config import presets_help
+
+    stated = dict(re.findall(r"'(\w+)' \(.*?: (--[^)]*)\)", presets_help()))
+    assert set(stated) == {"prompt", "paper", "quick"}
+    for preset, flags in stated.items():
+        assert parsed_config("--task", "sequence", *flags.split()) == parsed_config(
+            "--task", "sequence", "--preset", preset
+        ), preset
 
 
 def test_training_defaults_follow_the_task_and_give_way_to_presets_and_flags():

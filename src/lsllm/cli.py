@@ -21,6 +21,7 @@ from lsllm.config import (
     RUNTIMES,
     TrainConfig,
     flag,
+    presets_help,
     read_yaml,
 )
 from lsllm.errors import LsllmError
@@ -121,10 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--preset",
         choices=list(PRESETS),
-        help="named settings that the file and flags override: 'prompt' (classification: an instruction"
-        " naming the labels, the head from the label words, 3 epochs; the most accurate in bench/),"
-        " 'paper' (the LS-LLaMA code's: q/v LoRA, 10 epochs at 1e-4) or 'quick' (bench/'s small-budget"
-        " settings: 2 epochs at 5e-4, batch 16)",
+        help=presets_help(),
     )
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --output from its last checkpoint"

@@ -27,27 +27,65 @@ PREDICT_PRECISIONS = (*PRECISIONS, "int8")  # int8 only runs a trained model
 EXPORT_FORMATS = ("lsllm", "transformers", "onnx")  # what `lsllm export --format` writes (lsllm.export)
 RUNTIMES = ("torch", "onnx")  # what runs a trained model in predict/eval/serve (lsllm.inference)
 
-# Named starting points; any value the user gives (YAML key or flag) overrides the preset's.
-PRESETS: dict[str, dict[str, Any]] = {
-    # The LS-LLaMA paper's code: LoRA on q_proj/v_proj only (peft's Llama default), 10 epochs at 1e-4.
-    "paper": {
-        "learning_rate": 1e-4,
-        "epochs": 10.0,
-        "batch_size": 8,
-        "max_length": 64,
-        "weight_decay": 0.01,
-        "lora_r": 12,
-        "lora_alpha": 32.0,
-        "lora_dropout": 0.1,
-        "lora_targets": ["q_proj", "v_proj"],
-    },
+
+@dataclass(frozen=True)
+class Preset:
+    """A named starting point: what it is for, and the option values it sets (which any value the user
+    gives, as a YAML key or a flag, overrides)."""
+
+    purpose: str
+    values: dict[str, Any]
+
+
+PRESETS: dict[str, Preset] = {
     # Sequence runs: lsllm's instruction naming the labels, and the head from the labels' words, so that
     # training starts from what zero-shot prompting scores, for 3 epochs, which beat 2 on SST-5 and Twitter
     # Financial News in bench/ and tied on SST-2 (see the README's tables).
-    "prompt": {"template": "auto", "head_init": "label-words", "epochs": 3.0},
+    "prompt": Preset(
+        "for classification, an instruction naming the labels and the head from the label words; the most"
+        " accurate in bench/",
+        {"template": "auto", "head_init": "label-words", "epochs": 3.0},
+    ),
+    # The LS-LLaMA paper's code: LoRA on q_proj/v_proj only (peft's Llama default), 10 epochs at 1e-4.
+    "paper": Preset(
+        "the LS-LLaMA code's settings",
+        {
+            "learning_rate": 1e-4,
+            "epochs": 10.0,
+            "batch_size": 8,
+            "max_length": 64,
+            "weight_decay": 0.01,
+            "lora_r": 12,
+            "lora_alpha": 32.0,
+            "lora_dropout": 0.1,
+            "lora_targets": ["q_proj", "v_proj"],
+        },
+    ),
     # What bench/ uses for small budgets: every linear layer, a higher rate, two epochs.
-    "quick": {"learning_rate": 5e-4, "epochs": 2.0, "batch_size": 16, "max_length": 128},
+    "quick": Preset(
+        "bench/'s small-budget settings",
+        {"learning_rate": 5e-4, "epochs": 2.0, "batch_size": 16, "max_length": 128},
+    ),
 }
+
+
+def presets_help() -> str:
+    """--preset's help, written from PRESETS so that it states the values each preset really sets."""
+    described = "; ".join(
+        f"'{name}' ({preset.purpose}: {_as_flags(preset.values)})" for name, preset in PRESETS.items()
+    )
+    return f"named settings that the file and flags override: {described}"
+
+
+def _as_flags(values: dict[str, Any]) -> str:
+    """Option values as the flags that would set them, e.g. '--epochs 3 --lora-targets q_proj v_proj'."""
+
+    def written(value: Any) -> str:
+        if isinstance(value, list):
+            return " ".join(value)
+        return _number(value) if isinstance(value, (int, float)) else str(value)
+
+    return " ".join(f"--{flag(name)} {written(value)}" for name, value in values.items())
 
 
 # Training defaults by task, measured in bench/ (README, "Accuracy against the alternatives"): taggers
@@ -69,9 +107,9 @@ def defaults_by_task(name: str) -> str:
         tasks.setdefault(_number(values[name]), []).append(task)
     by_task = ", ".join(f"{value} for {' and '.join(names)} runs" for value, names in tasks.items())
     presets = "".join(
-        f", {_number(values[name])} with --preset {preset}"
-        for preset, values in PRESETS.items()
-        if name in values
+        f", {_number(preset.values[name])} with --preset {preset_name}"
+        for preset_name, preset in PRESETS.items()
+        if name in preset.values
     )
     return f"default: {by_task}{presets}"
 
@@ -427,7 +465,7 @@ class TrainConfig:
         if preset is not None:
             if preset not in PRESETS:
                 raise LsllmError(f"unknown preset {preset!r} in {source}; use one of: {', '.join(PRESETS)}")
-            values = {**PRESETS[preset], **values}
+            values = {**PRESETS[preset].values, **values}
         unknown = sorted(set(values) - known)
         if unknown:
             raise LsllmError(
