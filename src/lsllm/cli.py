@@ -74,8 +74,8 @@ def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PREDICT_PRECISIONS,
         default="auto",
-        help="number format of the backbone: auto (bf16 where the device has native bf16, else fp32),"
-        " fp32, bf16, or int8 (CPU only: int8 weights, about 1.6x faster for single texts, scores move"
+        help="number format of the backbone: auto (bf16 where the device runs it fast, else fp32, as in"
+        " training), fp32, bf16, or int8 (CPU only: int8 weights, about 1.6x faster for single texts, scores move"
         " a little; check with lsllm eval) (default: auto)",
     )
     parser.add_argument(

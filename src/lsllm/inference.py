@@ -70,7 +70,7 @@ class Classifier:
     ) -> Classifier:
         """Rebuild the model of a run folder (`lsllm train`) or an export folder (`lsllm export`).
 
-        `precision` as for training: "auto" runs the backbone in bf16 where the device has native bf16
+        `precision` as for training: "auto" runs the backbone in bf16 where the device runs bf16 fast
         (the head stays fp32), "fp32" or "bf16" force it; "int8" quantises its linear layers (CPU only).
         `decision` replaces the folder's own rule (training uses it before the thresholds are tuned).
         `runtime`: "torch", or "onnx" (onnxruntime, CPU, for an ONNX export: fp32 for "auto", or the export's

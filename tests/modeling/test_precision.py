@@ -4,6 +4,7 @@ on the CPU the suite runs on), and the bf16 path end to end on tiny models, whic
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 import torch
@@ -24,7 +25,17 @@ TEXTS = ["the film was good", "what a boring plot"]
 
 @pytest.fixture
 def cpu_with_bf16_units(monkeypatch):
+    """Like the AMD EPYC with AVX-512 BF16 in bench/, whose bf16 matmuls ran 4.4x as fast as fp32."""
     monkeypatch.setattr(_compat, "cpu_bf16_units", lambda: True)
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 4.4)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture
+def cpu_with_slow_bf16_units(monkeypatch):
+    """Like the Intel Xeon with AVX-512 BF16 but no AMX in bench/, whose bf16 matmuls ran at 0.5x fp32."""
+    monkeypatch.setattr(_compat, "cpu_bf16_units", lambda: True)
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 0.5)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
@@ -46,7 +57,24 @@ def test_auto_picks_bf16_on_a_cpu_with_bf16_units_and_says_why_once(cpu_with_bf1
         assert precision.resolve_precision("auto") == "bf16"
         assert precision.resolve_precision("auto", torch.device("cpu")) == "bf16"
     said = [r.getMessage() for r in caplog.records if "precision auto" in r.getMessage()]
-    assert said == ["precision auto: bf16, since this CPU has bf16 units (AVX-512 BF16 or AMX)"]
+    assert said == ["precision auto: bf16, since this CPU's bf16 units ran a matmul 4.4x as fast as fp32"]
+
+
+def test_auto_keeps_fp32_where_the_bf16_units_are_slower_than_fp32(cpu_with_slow_bf16_units, caplog):
+    with caplog.at_level(logging.INFO, logger="lsllm"):
+        assert precision.resolve_precision("auto") == "fp32"
+    assert "fp32, since this CPU has bf16 units, but they ran a matmul at 0.5x fp32's speed" in caplog.text
+
+
+def test_the_bf16_probe_measures_bf16_against_fp32(monkeypatch):
+    """A fake matmul that takes 3 ms in fp32 and 1 ms in bf16: the probe must report about 3x."""
+    seconds = {torch.float32: 0.003, torch.bfloat16: 0.001}
+    monkeypatch.setattr(torch, "matmul", lambda a, b: time.sleep(seconds[a.dtype]))
+    precision.cpu_bf16_speedup.cache_clear()
+    try:
+        assert 2.0 < precision.cpu_bf16_speedup() < 3.5
+    finally:
+        precision.cpu_bf16_speedup.cache_clear()
 
 
 def test_auto_keeps_fp32_on_a_cpu_without_bf16_units(cpu_without_bf16_units, caplog):
@@ -71,6 +99,7 @@ def test_a_forced_format_is_kept_whatever_the_hardware(cpu_with_bf16_units, forc
 )
 def test_without_torchs_probe_the_cpu_flags_decide(monkeypatch, flags, expected):
     monkeypatch.setattr(_compat, "cpu_bf16_units", lambda: None)
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 4.4)
     monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
     assert precision.resolve_precision("auto", torch.device("cpu")) == expected
 
@@ -91,8 +120,11 @@ def test_cpu_flags_are_read_from_linux():
     assert "fpu" in flags or "sse2" in flags
 
 
-@pytest.mark.parametrize(("fake", "bf16"), [("cpu_with_bf16_units", True), ("cpu_without_bf16_units", False)])
-def test_training_arguments_run_bf16_on_a_cpu_only_when_it_has_the_units(request, tmp_path, fake, bf16):
+@pytest.mark.parametrize(
+    ("fake", "bf16"),
+    [("cpu_with_bf16_units", True), ("cpu_with_slow_bf16_units", False), ("cpu_without_bf16_units", False)],
+)
+def test_training_arguments_run_bf16_on_a_cpu_only_when_its_units_are_fast(request, tmp_path, fake, bf16):
     request.getfixturevalue(fake)
     config = TrainConfig(model="m", task="sequence", train="t", dev="d", output=str(tmp_path))
     arguments = training_arguments(config, RunFolder(tmp_path), steps_per_epoch=4)
@@ -124,6 +156,7 @@ def bf16_run(tiny_model, tmp_path_factory):
     files = write_splits(root, sentiment_rows, {"train": 16, "dev": 8, "test": 8})
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_compat, "cpu_bf16_units", lambda: True)
+        patch.setattr(precision, "cpu_bf16_speedup", lambda: 4.4)
         patch.setattr(torch.cuda, "is_available", lambda: False)
         result = train(tiny_model, files, root / "run", precision="auto")
     return result, files

@@ -1,8 +1,9 @@
-"""Pick the number format: bf16 where the hardware runs it natively, fp32 elsewhere; int8 on request."""
+"""Pick the number format: bf16 where the hardware runs it fast, fp32 elsewhere; int8 on request."""
 
 from __future__ import annotations
 
 import logging
+import time
 from functools import cache
 from pathlib import Path
 
@@ -16,6 +17,10 @@ logger = logging.getLogger(__name__)
 
 # CPU flags (Linux /proc/cpuinfo) of the units that run bf16 matmuls natively.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# How much faster than fp32 a CPU's bf16 matmul must be for auto to train and predict in bf16. The flags
+# are not enough: on a 2-core AMD EPYC with AVX-512 BF16, bf16 matmuls ran 4.4x as fast and training steps
+# 1.8x; on a 2-core Intel Xeon with AVX-512 BF16 but no AMX, 0.5x and 0.7x (bench/results/precision*).
+BF16_MIN_CPU_SPEEDUP = 2.0
 
 
 def cpu_flags() -> set[str]:
@@ -39,7 +44,8 @@ def default_device() -> torch.device:
 
 
 def bf16_is_fast(device: torch.device) -> tuple[bool, str]:
-    """Whether bf16 pays off on `device`, and why: on GPUs that support it and on CPUs with bf16 units.
+    """Whether bf16 pays off on `device`, and why: on GPUs that support it, and on CPUs whose bf16 units
+    run a matmul at least BF16_MIN_CPU_SPEEDUP times as fast as fp32.
 
     Elsewhere (AVX2, plain AVX-512) PyTorch emulates bf16 matmuls, about 100x slower than fp32.
     """
@@ -49,9 +55,32 @@ def bf16_is_fast(device: torch.device) -> tuple[bool, str]:
         return False, f"{torch.cuda.get_device_name(device)} has no bf16 support"
     if device.type != "cpu":
         return False, f"bf16 is not tuned for {device.type} devices"
-    if cpu_has_bf16_units():
-        return True, "this CPU has bf16 units (AVX-512 BF16 or AMX)"
-    return False, "this CPU has no bf16 units, so bf16 would be emulated and slow"
+    if not cpu_has_bf16_units():
+        return False, "this CPU has no bf16 units, so bf16 would be emulated and slow"
+    speedup = cpu_bf16_speedup()
+    if speedup >= BF16_MIN_CPU_SPEEDUP:
+        return True, f"this CPU's bf16 units ran a matmul {speedup:.1f}x as fast as fp32"
+    return False, (
+        f"this CPU has bf16 units, but they ran a matmul at {speedup:.1f}x fp32's speed"
+        f" (bf16 pays from {BF16_MIN_CPU_SPEEDUP:g}x)"
+    )
+
+
+@cache
+def cpu_bf16_speedup(repeats: int = 5) -> float:
+    """How many times as fast as fp32 this CPU runs a bf16 matmul of an LLM layer's size: the best of
+    `repeats` interleaved timings of each, so that machine noise hits both alike (about 0.1 s, once per
+    process)."""
+    generator = torch.Generator().manual_seed(0)
+    left, right = torch.randn(256, 1024, generator=generator), torch.randn(1024, 1024, generator=generator)
+    operands = {dtype: (left.to(dtype), right.to(dtype)) for dtype in (torch.float32, torch.bfloat16)}
+    best = dict.fromkeys(operands, float("inf"))
+    for _ in range(repeats + 1):  # the first round warms up (allocation, kernel selection)
+        for dtype, (a, b) in operands.items():
+            started = time.perf_counter()
+            torch.matmul(a, b)
+            best[dtype] = min(best[dtype], time.perf_counter() - started)
+    return best[torch.float32] / best[torch.bfloat16]
 
 
 def resolve_precision(precision: str, device: torch.device | None = None) -> str:
