@@ -160,7 +160,7 @@ def _cpu_name() -> str:
 
 
 def precision() -> str:
-    """What lsllm's precision 'auto' picks here (bf16 where the CPU has bf16 units), and what the
+    """What lsllm's precision 'auto' picks here (bf16 where the CPU's bf16 units run it fast), and what the
     transformers baselines are given to match it."""
     from lsllm.modeling.precision import resolve_precision
 
@@ -173,7 +173,7 @@ def environment() -> dict:
     import torch
     import transformers
 
-    from lsllm.modeling.precision import cpu_flags, cpu_has_bf16_units, resolve_precision
+    from lsllm.modeling.precision import cpu_bf16_speedup, cpu_flags, cpu_has_bf16_units, resolve_precision
 
     return {
         "versions": {
@@ -189,6 +189,8 @@ def environment() -> dict:
             # Machines of one kind differ: bf16 runs natively on some CPUs and is emulated on others.
             "cpu_features": sorted(cpu_flags() & set(VECTOR_FLAGS)),
             "bf16_units": cpu_has_bf16_units(),
+            # ... and some CPUs with bf16 units run it slower than fp32: what auto's probe measured.
+            "bf16_matmul_speedup": round(cpu_bf16_speedup(), 2) if cpu_has_bf16_units() else None,
             "precision_auto": resolve_precision("auto"),
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
