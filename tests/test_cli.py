@@ -1,6 +1,7 @@
 """The `lsllm` command end to end, and the one-line errors it gives for bad input."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -389,8 +390,6 @@ def test_a_layer_range_that_starts_with_a_dash_is_read_as_a_value(
 
 
 def test_the_preset_help_states_flags_that_make_the_same_run():
-    import re
-
     from lsllm.config import presets_help
 
     stated = dict(re.findall(r"'(\w+)' \(.*?: (--[^)]*)\)", presets_help()))

@@ -75,8 +75,8 @@ def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
         choices=PREDICT_PRECISIONS,
         default="auto",
         help="number format of the backbone: auto (bf16 where the device runs it fast, else fp32, as in"
-        " training), fp32, bf16, or int8 (CPU only: int8 weights, about 1.6x faster for single texts, scores move"
-        " a little; check with lsllm eval) (default: auto)",
+        " training), fp32, bf16, or int8 (CPU only: int8 weights, about 1.6x faster for single texts,"
+        " scores move a little; check with lsllm eval) (default: auto)",
     )
     parser.add_argument(
         "--runtime",

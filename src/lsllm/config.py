@@ -295,7 +295,7 @@ class TrainConfig:
     precision: str = option(
         "auto",
         "number format for training: bf16 (autocast), fp32, or auto: bf16 on GPUs and on CPUs whose bf16"
-        " units (AVX-512 BF16, AMX) run a matmul at least twice as fast as fp32 (measured once, about"
+        " units (AVX-512 BF16, AMX) run a matmul at least 1.5x as fast as fp32 (measured once, about"
         " 0.1 s), fp32 elsewhere, where bf16 is emulated or slow",
         choices=PRECISIONS,
     )
