@@ -496,11 +496,12 @@ def measure_peak(args: argparse.Namespace) -> dict:
     """torch.matmul FLOP/s on the model's MLP shape, fp32 and bf16, on the device the systems use."""
     import torch
 
-    from lsllm.modeling.precision import bf16_is_fast
+    from lsllm.modeling.precision import bf16_is_fast, cpu_has_bf16_units
 
     shapes = shapes_of(model_path(args))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    native, _ = bf16_is_fast(torch.device(device))
+    # Units, not auto's choice: a CPU whose bf16 units are slower than its fp32 still runs bf16 natively.
+    native = bf16_is_fast(torch.device(device))[0] if device == "cuda" else cpu_has_bf16_units()
     tokens = 8192 if device == "cuda" else 1024
     bf16_tokens = tokens if native else 64  # emulated bf16 is ~100x slower
     return {
