@@ -175,6 +175,7 @@ def environment() -> dict:
 
     from lsllm.modeling.precision import cpu_bf16_speedup, cpu_flags, cpu_has_bf16_units, resolve_precision
 
+    bf16_units = cpu_has_bf16_units()
     return {
         "versions": {
             "python": platform.python_version(),
@@ -188,9 +189,9 @@ def environment() -> dict:
             "cpu": _cpu_name(),
             # Machines of one kind differ: bf16 runs natively on some CPUs and is emulated on others.
             "cpu_features": sorted(cpu_flags() & set(VECTOR_FLAGS)),
-            "bf16_units": cpu_has_bf16_units(),
+            "bf16_units": bf16_units,
             # ... and some CPUs with bf16 units run it slower than fp32: what auto's probe measured.
-            "bf16_matmul_speedup": round(cpu_bf16_speedup(), 2) if cpu_has_bf16_units() else None,
+            "bf16_matmul_speedup": round(cpu_bf16_speedup(), 2) if bf16_units else None,
             "precision_auto": resolve_precision("auto"),
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),

@@ -23,26 +23,32 @@ from tests.serving.client import running
 TEXTS = ["the film was good", "what a boring plot"]
 
 
+# What bench/ measured: the AMD EPYC's bf16 matmuls ran 4.4x as fast as fp32; the Intel Xeon's (AVX-512
+# BF16, no AMX) at 0.5x.
+EPYC_SPEEDUP, XEON_SPEEDUP = 4.4, 0.5
+
+
+def fake_cpu(patch: pytest.MonkeyPatch, units: bool, speedup: float | None = None) -> None:
+    """No GPU, and a CPU with or without bf16 units whose bf16 matmuls ran `speedup` times as fast as fp32
+    (None: never probed, as on a CPU without units)."""
+    patch.setattr(_compat, "cpu_bf16_units", lambda: units)
+    patch.setattr(precision, "cpu_bf16_speedup", lambda: speedup)
+    patch.setattr(torch.cuda, "is_available", lambda: False)
+
+
 @pytest.fixture
 def cpu_with_bf16_units(monkeypatch):
-    """Like the AMD EPYC with AVX-512 BF16 in bench/, whose bf16 matmuls ran 4.4x as fast as fp32."""
-    monkeypatch.setattr(_compat, "cpu_bf16_units", lambda: True)
-    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 4.4)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    fake_cpu(monkeypatch, units=True, speedup=EPYC_SPEEDUP)
 
 
 @pytest.fixture
 def cpu_with_slow_bf16_units(monkeypatch):
-    """Like the Intel Xeon with AVX-512 BF16 but no AMX in bench/, whose bf16 matmuls ran at 0.5x fp32."""
-    monkeypatch.setattr(_compat, "cpu_bf16_units", lambda: True)
-    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 0.5)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    fake_cpu(monkeypatch, units=True, speedup=XEON_SPEEDUP)
 
 
 @pytest.fixture
 def cpu_without_bf16_units(monkeypatch):
-    monkeypatch.setattr(_compat, "cpu_bf16_units", lambda: False)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    fake_cpu(monkeypatch, units=False)
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +105,7 @@ def test_a_forced_format_is_kept_whatever_the_hardware(cpu_with_bf16_units, forc
 )
 def test_without_torchs_probe_the_cpu_flags_decide(monkeypatch, flags, expected):
     monkeypatch.setattr(_compat, "cpu_bf16_units", lambda: None)
-    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 4.4)
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: EPYC_SPEEDUP)
     monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
     assert precision.resolve_precision("auto", torch.device("cpu")) == expected
 
@@ -155,9 +161,7 @@ def bf16_run(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("bf16")
     files = write_splits(root, sentiment_rows, {"train": 16, "dev": 8, "test": 8})
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_compat, "cpu_bf16_units", lambda: True)
-        patch.setattr(precision, "cpu_bf16_speedup", lambda: 4.4)
-        patch.setattr(torch.cuda, "is_available", lambda: False)
+        fake_cpu(patch, units=True, speedup=EPYC_SPEEDUP)
         result = train(tiny_model, files, root / "run", precision="auto")
     return result, files
 
