@@ -84,10 +84,11 @@ def train_argv(model, files: dict, output: Path, batch_size: int) -> list[str]:
     ]
 
 
-def torchrun(*program: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def torchrun(*program: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Two processes on this CPU, as a user launches them: python -m torch.distributed.run (torchrun)."""
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *program],
+        cwd=cwd,
         capture_output=True,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})},
@@ -202,14 +203,7 @@ def test_with_length_grouping_each_process_trains_its_own_share_of_every_epoch(t
     """Length grouping draws its order from a generator that accelerate keeps equal in every process, so
     the processes split each epoch between them: every example once, none twice."""
     argv = [*train_argv(tiny_model, data, tmp_path / "run", batch_size=4), "--group-by-length"]
-    launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "recorded.py", *argv],
-        cwd=write_script(tmp_path, RECORDED, "recorded.py").parent,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
-        timeout=600,
-    )
+    launched = torchrun(str(write_script(tmp_path, RECORDED, "recorded.py")), *argv, cwd=tmp_path)
     assert launched.returncode == 0, launched.stderr[-3000:]
     config = TrainConfig(model=str(tiny_model), task="sequence", max_length=32)
     examples = read_examples(config, str(data["train"]))
@@ -222,6 +216,44 @@ def test_with_length_grouping_each_process_trains_its_own_share_of_every_epoch(t
     for epoch in (0, 1):
         seen = [row for step in steps if epoch <= step["epoch"] < epoch + 1 for row in step["rows"]]
         assert sorted(seen) == expected
+
+
+# Runs `lsllm train` under torchrun on a faked CPU with bf16 units whose bf16 is slow as the main process
+# times it and fast as the other one does; each process writes the number format of every training step
+# it takes (autocast, and the frozen backbone's weights) to format-RANK.txt.
+SPLIT_PROBE = """
+import os, sys
+import transformers
+from lsllm import _compat
+from lsllm.cli import main
+from lsllm.modeling import precision
+
+rank = os.environ["RANK"]
+_compat.cpu_bf16_units = lambda: True
+precision.cpu_bf16_speedup = lambda: {"0": 0.5, "1": 4.4}[rank]
+original_step = transformers.Trainer.training_step
+
+def training_step(self, model, *args, **kwargs):
+    frozen = sorted({str(p.dtype) for p in model.parameters() if not p.requires_grad})
+    with open(f"format-{rank}.txt", "a") as handle:
+        handle.write(f"bf16={self.args.bf16} backbone={','.join(frozen)}\\n")
+    return original_step(self, model, *args, **kwargs)
+
+transformers.Trainer.training_step = training_step
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_processes_whose_cpus_time_bf16_apart_train_in_the_main_process_number_format(
+    tiny_model, data, tmp_path
+):
+    argv = train_argv(tiny_model, data, tmp_path / "run", batch_size=4)
+    argv[argv.index("--precision") + 1] = "auto"
+    launched = torchrun(str(write_script(tmp_path, SPLIT_PROBE, "split.py")), *argv, cwd=tmp_path)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    formats = [set((tmp_path / f"format-{rank}.txt").read_text().splitlines()) for rank in (0, 1)]
+    assert formats == [{"bf16=False backbone=torch.float32"}] * 2
+    assert "ran a matmul at 0.5x fp32's speed" in launched.stderr
 
 
 def test_fsdp_launched_on_cpu_is_refused_in_one_line(tiny_model, data, tmp_path):

@@ -203,7 +203,8 @@ def test_training_batches_are_shuffled_unless_length_grouping_is_asked_for(tmp_p
 
     def sampling(*flags: str) -> str:
         config = config_from_args(build_parser().parse_args(["train", "--task", "sequence", *flags]))
-        return training_arguments(config, RunFolder(tmp_path), steps_per_epoch=4).train_sampling_strategy
+        arguments = training_arguments(config, RunFolder(tmp_path), "fp32", steps_per_epoch=4)
+        return arguments.train_sampling_strategy
 
     assert sampling() == "random"
     assert sampling("--group-by-length") == "group_by_length"

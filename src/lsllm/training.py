@@ -86,14 +86,20 @@ def forget_log_after(path: Path, step: int) -> None:
     write_text_atomic(path, "".join(kept))
 
 
+def tunes_decision(labels: LabelMap, metric: str | None) -> bool:
+    """Whether the decision rule is tuned on dev: a multi-label run's thresholds, or a single-label run's
+    per-label offsets for --metric macro_f1."""
+    return labels.shape == "multi" or (labels.shape == "single" and metric == "macro_f1")
+
+
 def decision_for(labels: LabelMap, gold, logits, per_label: bool, metric: str | None = None) -> Decision:
-    """The decision rule with its thresholds (multi-label) or, for --metric macro_f1, its offsets
-    (single-label) tuned on dev; else the shape's fixed rule."""
+    """The decision rule with its thresholds or offsets tuned on dev (see tunes_decision); else the shape's
+    fixed rule."""
+    if not tunes_decision(labels, metric):
+        return Decision.untuned(labels)
     if labels.shape == "multi":
         return Decision("multi", tune_thresholds(gold, logits, per_label))
-    if labels.shape == "single" and metric == "macro_f1":
-        return Decision("single", offsets=tune_offsets(gold, logits))
-    return Decision.untuned(labels)
+    return Decision("single", offsets=tune_offsets(gold, logits))
 
 
 def trainer_metrics(
@@ -124,7 +130,7 @@ def trainer_metrics(
 
 
 def training_arguments(
-    config: TrainConfig, run: RunFolder, steps_per_epoch: int, shape: str = "single"
+    config: TrainConfig, run: RunFolder, precision: str, steps_per_epoch: int, shape: str = "single"
 ) -> TrainingArguments:
     strategy = "steps" if config.eval_steps else "epoch"
     metric = selection_metric(config.task, shape, config.metric)
@@ -147,7 +153,7 @@ def training_arguments(
         greater_is_better=metric not in LOWER_IS_BETTER,
         logging_steps=min(config.logging_steps, max(1, steps_per_epoch)),
         seed=config.seed,
-        bf16=resolve_precision(config.precision) == "bf16",
+        bf16=precision == "bf16",
         # Without it transformers refuses bf16 on a CPU ("doesn't support bf16/gpu"), bf16 units or not.
         use_cpu=not torch.cuda.is_available(),
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
@@ -190,9 +196,11 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     """
     config.validate()
     check_reporting(config.report_to)
-    precision = resolve_precision(config.precision)
-    processes.check_engine(torch.cuda.is_available(), precision)
+    processes.check_engine(torch.cuda.is_available(), resolve_precision(config.precision))
     processes.start()
+    # On a CPU with bf16 units, auto times bf16 in each process, and processes could time it apart: the
+    # main process's choice holds for all.
+    precision = processes.on_main(lambda: resolve_precision(config.precision))
     device = training_device()
     quantization.check(config.quantize, device, "training")
     if config.quantize != "none" and precision != "bf16":
@@ -221,7 +229,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     train_set = data.encode(train_examples, names["train"])
     dev_examples = subsample(data.read(config.dev, name=names["dev"]), config.max_dev_examples, config.seed)
     dev_set = data.encode(dev_examples, names["dev"])
-    check_memory(config, model_path, train_set, len(data.labels))
+    check_memory(config, precision, model_path, train_set, len(data.labels))
 
     weights = None
     if config.class_weights == "auto":
@@ -262,7 +270,11 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     trainer = Trainer(
         model=model,
         args=training_arguments(
-            config, run, steps_per_epoch=-(-len(train_set) // global_batch), shape=data.labels.shape
+            config,
+            run,
+            precision,
+            steps_per_epoch=-(-len(train_set) // global_batch),
+            shape=data.labels.shape,
         ),
         train_dataset=train_set,
         eval_dataset=dev_set,
@@ -290,13 +302,13 @@ def training_device() -> torch.device:
     return torch.device("cpu")
 
 
-def check_memory(config: TrainConfig, model_path: str, train_set, num_labels: int) -> None:
+def check_memory(config: TrainConfig, precision: str, model_path: str, train_set, num_labels: int) -> None:
     """Log the memory each process will need, estimated before the model is loaded, and warn, naming what
     would make it fit, when this machine has less."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     setup = Setup.for_run(
         config,
-        resolve_precision(config.precision),
+        precision,
         length=max((len(feature["input_ids"]) for feature in train_set), default=1),
         num_labels=num_labels,
         processes=processes.world_size(),
@@ -333,7 +345,7 @@ def score(run: RunFolder, config: TrainConfig, data: TaskData, dev_examples: lis
     classifier = Classifier.load(run.path, precision=config.precision, decision=Decision.untuned(data.labels))
     classifier.data = data  # the same options and tokenizer; its encoder has reported dev's long inputs
     dev_name = source_name(config.dev, "dev")
-    if data.labels.shape == "multi" or config.metric == "macro_f1":  # tuned on the saved model's dev outputs
+    if tunes_decision(data.labels, config.metric):  # tuned on the saved model's dev outputs
         dev_logits = torch.stack(classifier.logits(data.encode(dev_examples, dev_name, with_labels=False)))
         gold = data.targets(dev_examples, dev_name)
         classifier.decision = decision_for(

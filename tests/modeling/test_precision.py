@@ -133,7 +133,8 @@ def test_cpu_flags_are_read_from_linux():
 def test_training_arguments_run_bf16_on_a_cpu_only_when_its_units_are_fast(request, tmp_path, fake, bf16):
     request.getfixturevalue(fake)
     config = TrainConfig(model="m", task="sequence", train="t", dev="d", output=str(tmp_path))
-    arguments = training_arguments(config, RunFolder(tmp_path), steps_per_epoch=4)
+    chosen = precision.resolve_precision(config.precision)
+    arguments = training_arguments(config, RunFolder(tmp_path), chosen, steps_per_epoch=4)
     assert (arguments.bf16, arguments.use_cpu) == (bf16, True)
 
 
